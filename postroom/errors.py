@@ -1,0 +1,87 @@
+"""The one exception tree of postroom.
+
+Every error a user can cause or act on is one of these, and its message says what to do::
+
+    PostroomError
+    ├── ConfigurationError        settings that cannot work (bad URL, unknown scheme)
+    ├── SchemaOutOfDate           the database needs ``postroom migrate``
+    ├── InvalidInput              bad input from a user; carries the field it concerns
+    │   ├── InvalidAddress        not a usable mail address
+    │   └── InvalidHeader         a header value that would allow injection
+    ├── NotFound                  no such thing, or it belongs to someone else
+    ├── AlreadyExists             a duplicate of something unique
+    ├── AuthenticationFailed      wrong credentials or an expired/revoked token
+    └── StorageError              a backend failed; the operation may be retried
+        └── BlobNotFound          a blob key the store does not hold
+
+Services translate these at their edge: the gateway into HTTP 4xx JSON, the SMTP server into
+enhanced status codes, the CLI into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "AuthenticationFailed",
+    "BlobNotFound",
+    "ConfigurationError",
+    "InvalidAddress",
+    "InvalidHeader",
+    "InvalidInput",
+    "NotFound",
+    "PostroomError",
+    "SchemaOutOfDate",
+    "StorageError",
+]
+
+
+class PostroomError(Exception):
+    """Base of every error postroom raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(PostroomError):
+    """The settings cannot work as given."""
+
+
+class SchemaOutOfDate(PostroomError):
+    """The database schema is not at the revision this code needs."""
+
+
+class InvalidInput(PostroomError):
+    """Input a user sent is wrong; ``field`` names where, when there is a where."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidAddress(InvalidInput):
+    """A mail address that is malformed or cannot be used here."""
+
+
+class InvalidHeader(InvalidInput):
+    """A header name or value that is malformed or would inject other headers."""
+
+
+class NotFound(PostroomError):
+    """The thing asked for does not exist for this caller."""
+
+
+class AlreadyExists(PostroomError):
+    """Creating this would duplicate something that must be unique."""
+
+
+class AuthenticationFailed(PostroomError):
+    """Credentials are wrong, or a token is unknown, expired or revoked."""
+
+
+class StorageError(PostroomError):
+    """A storage backend failed; retrying later may succeed."""
+
+
+class BlobNotFound(StorageError):
+    """The blob store holds no blob under this key."""

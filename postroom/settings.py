@@ -1,0 +1,93 @@
+"""The one settings object.
+
+Read from ``POSTROOM_*`` environment variables, then an optional ``postroom.toml`` in the
+working directory (or the file named by ``POSTROOM_CONFIG``); environment wins. Every URL left
+unset falls back to an embedded default under ``data_dir`` so that ``postroom up`` needs no
+server at all.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="POSTROOM_",
+        toml_file=os.environ.get("POSTROOM_CONFIG", "postroom.toml"),
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    redis_url: str | None = None
+    blob_url: str = ""
+    s3_endpoint_url: str | None = None
+    search_url: str | None = None
+
+    listen_address: str = Field(
+        default="127.0.0.1",
+        description="Address every server binds; 0.0.0.0 in production.",
+    )
+    http_port: int = 8080
+    smtp_port: int = 2525
+    submission_port: int = 2587
+    realtime_port: int = 8081
+    hostname: str = Field(default_factory=socket.getfqdn)
+
+    dns_nameservers: str | None = Field(
+        default=None, description="Comma-separated host[:port] list; unset uses the system."
+    )
+    delivery_port: int = 25
+
+    max_message_size: int = 25 * 1024 * 1024
+    token_ttl_seconds: int = 7 * 24 * 3600
+    shutdown_grace_seconds: float = 8.0
+    processor_concurrency: int = 4
+    queue_lease_seconds: float = 120.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'postroom.db'}"
+        if not self.blob_url:
+            self.blob_url = f"file://{self.data_dir / 'blobs'}"
+        return self
+
+    @cached_property
+    def nameservers(self) -> list[tuple[str, int]]:
+        """``dns_nameservers`` parsed into (host, port) pairs; empty means the system's."""
+        result: list[tuple[str, int]] = []
+        for item in (self.dns_nameservers or "").split(","):
+            item = item.strip()
+            if not item:
+                continue
+            host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
+            result.append((host, int(port)) if port else (item, 53))
+        return result

@@ -1,0 +1,80 @@
+"""Blobs as files under the data directory (the embedded default).
+
+A blob is written to a temporary file, fsynced, renamed into place and its directory fsynced,
+so a crash leaves either the whole blob or none of it. File I/O runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from postroom.errors import BlobNotFound, ConfigurationError
+from storage.blobs import blob_key
+
+__all__ = ["FileBlobStore"]
+
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FileBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_url(cls, url: str) -> FileBlobStore:
+        path = url.removeprefix("file://")
+        if not path:
+            raise ConfigurationError(f"blob URL {url!r} names no directory (file:///path)")
+        return cls(Path(path))
+
+    def _path(self, key: str) -> Path:
+        if not _KEY.match(key):
+            raise BlobNotFound(f"{key!r} is not a blob key")
+        return self.root / key[:2] / key[2:4] / key
+
+    async def put(self, data: bytes) -> str:
+        key = blob_key(data)
+        await asyncio.to_thread(self._write, self._path(key), data)
+        return key
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        if path.exists() and path.stat().st_size == len(data):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {key} is missing from {self.root}") from None
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).exists)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, True)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,82 @@
+"""The metadata store: an async SQLAlchemy engine plus what differs between engines.
+
+Everything engine-specific lives in the two ``open_*`` functions the registry calls, so the
+repositories above never ask which database they run on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.sql.dml import Insert
+
+__all__ = ["Database", "open_postgresql", "open_sqlite"]
+
+
+class Database:
+    """An engine and its session factory, plus an insert that ignores duplicates."""
+
+    def __init__(self, engine: AsyncEngine, insert: Callable[[Any], Any]) -> None:
+        self.engine = engine
+        self.session = async_sessionmaker(engine, expire_on_commit=False)
+        self._insert = insert
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=False)
+
+    def insert_ignoring_duplicates(self, model: Any) -> Insert:
+        """``INSERT ... ON CONFLICT DO NOTHING``: both engines spell it the same way."""
+        statement: Insert = self._insert(model).on_conflict_do_nothing()
+        return statement
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def open_sqlite(url: str) -> Database:
+    """SQLite in WAL mode, each transaction taking the write lock up front.
+
+    ``BEGIN IMMEDIATE`` makes a writer wait (``busy_timeout``) instead of failing when another
+    connection or process writes; ``synchronous=FULL`` makes a commit survive power loss, which
+    is what our 250 promises.
+    """
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            "busy_timeout=30000",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return Database(engine, sqlite.insert)
+
+
+def open_postgresql(url: str) -> Database:
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return Database(engine, postgresql.insert)

@@ -1,0 +1,46 @@
+"""Work queues: hints that work exists, delivered at least once.
+
+The database row a job points at is the truth; a consumer must be idempotent and must look at
+that row before acting. A claimed job is leased: if its consumer dies, the job becomes
+claimable again when the lease runs out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["INCOMING", "OUTGOING", "Job", "Queue"]
+
+INCOMING = "incoming"
+OUTGOING = "outgoing"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    queue: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class Queue(Protocol):
+    async def put(self, queue: str, payload: dict[str, Any], *, delay: float = 0.0) -> str: ...
+
+    async def claim(
+        self, queue: str, consumer: str, *, limit: int = 10, lease: float = 120.0, wait: float = 1.0
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs, waiting up to ``wait`` seconds for one to arrive."""
+        ...
+
+    async def ack(self, job: Job) -> None:
+        """The job is done; it will not be seen again."""
+        ...
+
+    async def release(self, job: Job, *, delay: float = 0.0) -> None:
+        """Hand the job back, claimable again after ``delay`` seconds."""
+        ...
+
+    async def depth(self, queue: str) -> int: ...
+
+    async def close(self) -> None: ...

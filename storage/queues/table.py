@@ -1,0 +1,102 @@
+"""A queue kept in a table of the metadata database (the embedded default).
+
+Claiming is one conditional ``UPDATE ... RETURNING``: a row is taken only if it is still due, so
+two consumers (threads or processes) never lease the same job at once, on SQLite or PostgreSQL.
+Consumers in this process are woken at once by ``put``; other processes poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from storage.db.database import Database
+from storage.db.models import QueueJob
+from storage.db.types import utcnow
+from storage.queues import Job
+
+__all__ = ["TableQueue"]
+
+POLL_SECONDS = 0.5
+
+
+class TableQueue:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._wakeups: dict[str, asyncio.Event] = {}
+
+    async def put(self, queue: str, payload: dict[str, Any], *, delay: float = 0.0) -> str:
+        job = QueueJob(queue=queue, payload=payload, available_at=utcnow() + timedelta(seconds=delay))
+        async with self.db.session() as session, session.begin():
+            session.add(job)
+        if delay <= 0 and (event := self._wakeups.pop(queue, None)) is not None:
+            event.set()
+        return job.id
+
+    async def claim(
+        self, queue: str, consumer: str, *, limit: int = 10, lease: float = 120.0, wait: float = 1.0
+    ) -> list[Job]:
+        deadline = time.monotonic() + wait
+        while True:
+            wakeup = self._wakeups.setdefault(queue, asyncio.Event())
+            jobs = await self._claim_due(queue, consumer, limit, lease)
+            remaining = deadline - time.monotonic()
+            if jobs or remaining <= 0:
+                return jobs
+            try:
+                await asyncio.wait_for(wakeup.wait(), timeout=min(POLL_SECONDS, remaining))
+            except TimeoutError:
+                pass
+
+    async def _claim_due(self, queue: str, consumer: str, limit: int, lease: float) -> list[Job]:
+        now = utcnow()
+        async with self.db.session() as session, session.begin():
+            ids = (
+                await session.scalars(
+                    select(QueueJob.id)
+                    .where(QueueJob.queue == queue, QueueJob.available_at <= now)
+                    .order_by(QueueJob.available_at)
+                    .limit(limit)
+                )
+            ).all()
+            if not ids:
+                return []
+            rows = await session.execute(
+                update(QueueJob)
+                .where(QueueJob.id.in_(ids), QueueJob.available_at <= now)
+                .values(
+                    available_at=now + timedelta(seconds=lease),
+                    claimed_by=consumer,
+                    attempts=QueueJob.attempts + 1,
+                )
+                .returning(QueueJob.id, QueueJob.payload, QueueJob.attempts)
+            )
+            return [Job(id=r.id, queue=queue, payload=r.payload, attempts=r.attempts) for r in rows]
+
+    async def ack(self, job: Job) -> None:
+        async with self.db.session() as session, session.begin():
+            await session.execute(delete(QueueJob).where(QueueJob.id == job.id))
+
+    async def release(self, job: Job, *, delay: float = 0.0) -> None:
+        async with self.db.session() as session, session.begin():
+            await session.execute(
+                update(QueueJob)
+                .where(QueueJob.id == job.id)
+                .values(available_at=utcnow() + timedelta(seconds=delay), claimed_by=None)
+            )
+        if delay <= 0 and (event := self._wakeups.pop(job.queue, None)) is not None:
+            event.set()
+
+    async def depth(self, queue: str) -> int:
+        async with self.db.session() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(QueueJob).where(QueueJob.queue == queue)
+            )
+            return int(count or 0)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,92 @@
+"""The one place that maps settings URLs to backend implementations.
+
+Each concern has an effective URL: the database and blob URLs as set (or their embedded
+defaults); queues, bus and cache follow ``POSTROOM_REDIS_URL`` and otherwise use the metadata
+database (queues) or the process itself (bus, cache). The scheme of that URL picks the backend.
+Adding a backend means adding one line to one table below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from postroom.errors import ConfigurationError
+from postroom.settings import Settings
+from storage.blobs import BlobStore
+from storage.blobs.files import FileBlobStore
+from storage.bus import EventBus
+from storage.bus.memory import MemoryBus
+from storage.cache import Cache
+from storage.cache.memory import MemoryCache
+from storage.db.database import Database, open_postgresql, open_sqlite
+from storage.queues import Queue
+from storage.queues.table import TableQueue
+
+__all__ = ["Storage", "open_database", "open_storage"]
+
+T = TypeVar("T")
+
+DATABASES: dict[str, Callable[[str], Database]] = {
+    "sqlite+aiosqlite": open_sqlite,
+    "postgresql+asyncpg": open_postgresql,
+}
+BLOB_STORES: dict[str, Callable[[str, Settings], BlobStore]] = {
+    "file": lambda url, _settings: FileBlobStore.from_url(url),
+}
+QUEUES: dict[str, Callable[[str, Database], Queue]] = {
+    "sql": lambda _url, db: TableQueue(db),
+}
+BUSES: dict[str, Callable[[str], EventBus]] = {
+    "memory": lambda _url: MemoryBus(),
+}
+CACHES: dict[str, Callable[[str], Cache]] = {
+    "memory": lambda _url: MemoryCache(),
+}
+
+
+def _backend(table: dict[str, T], url: str, concern: str) -> T:
+    scheme = url.split("://", 1)[0]
+    try:
+        return table[scheme]
+    except KeyError:
+        known = ", ".join(f"{s}://" for s in table)
+        raise ConfigurationError(
+            f"{concern} URL {url!r} has an unknown scheme {scheme!r}; use one of: {known}"
+        ) from None
+
+
+@dataclass
+class Storage:
+    """Every backend a role may need, opened from one settings object."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    queue: Queue
+    bus: EventBus
+    cache: Cache
+
+    async def close(self) -> None:
+        for backend in (self.queue, self.bus, self.cache, self.blobs):
+            await backend.close()
+        await self.db.close()
+
+
+def open_database(settings: Settings) -> Database:
+    return _backend(DATABASES, settings.database_url, "database")(settings.database_url)
+
+
+def open_storage(settings: Settings) -> Storage:
+    db = open_database(settings)
+    queue_url = settings.redis_url or "sql://"
+    shared_url = settings.redis_url or "memory://"
+    return Storage(
+        settings=settings,
+        db=db,
+        blobs=_backend(BLOB_STORES, settings.blob_url, "blob")(settings.blob_url, settings),
+        queue=_backend(QUEUES, queue_url, "queue")(queue_url, db),
+        bus=_backend(BUSES, shared_url, "bus")(shared_url),
+        cache=_backend(CACHES, shared_url, "cache")(shared_url),
+    )
