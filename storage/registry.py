@@ -74,12 +74,12 @@ class Storage:
         await self.db.close()
 
 
-def open_database(settings: Settings) -> Database:
-    return _backend(DATABASES, settings.database_url, "database")(settings.database_url)
+def open_database(url: str) -> Database:
+    return _backend(DATABASES, url, "database")(url)
 
 
 def open_storage(settings: Settings) -> Storage:
-    db = open_database(settings)
+    db = open_database(settings.database_url)
     queue_url = settings.redis_url or "sql://"
     shared_url = settings.redis_url or "memory://"
     return Storage(

@@ -21,25 +21,28 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql.dml import Insert
 
-__all__ = ["Database", "open_postgresql", "open_sqlite"]
+__all__ = ["Database", "insert_ignoring_duplicates", "open_postgresql", "open_sqlite"]
+
+_INSERTS: dict[str, Callable[[Any], Insert]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def insert_ignoring_duplicates(session: AsyncSession, model: Any) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING``, which both engines spell the same way."""
+    insert = _INSERTS[session.get_bind().dialect.name]
+    statement: Insert = insert(model).on_conflict_do_nothing()
+    return statement
 
 
 class Database:
-    """An engine and its session factory, plus an insert that ignores duplicates."""
+    """An engine and its session factory."""
 
-    def __init__(self, engine: AsyncEngine, insert: Callable[[Any], Any]) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
-        self._insert = insert
 
     @property
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=False)
-
-    def insert_ignoring_duplicates(self, model: Any) -> Insert:
-        """``INSERT ... ON CONFLICT DO NOTHING``: both engines spell it the same way."""
-        statement: Insert = self._insert(model).on_conflict_do_nothing()
-        return statement
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -74,9 +77,9 @@ def open_sqlite(url: str) -> Database:
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-    return Database(engine, sqlite.insert)
+    return Database(engine)
 
 
 def open_postgresql(url: str) -> Database:
     engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    return Database(engine, postgresql.insert)
+    return Database(engine)

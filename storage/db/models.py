@@ -181,6 +181,7 @@ class InboundMessage(Base):
     mail_from: Mapped[str] = mapped_column(String(320), default="")
     rcpt_to: Mapped[list[str]] = mapped_column(default=list)
     source: Mapped[str] = mapped_column(String(16))
+    delivery_id: Mapped[str | None] = mapped_column(ID, default=None)
     peer: Mapped[str] = mapped_column(String(255), default="")
     received_at: Mapped[datetime] = _created()
     status: Mapped[str] = mapped_column(String(16), default="pending")

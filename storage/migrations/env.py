@@ -6,9 +6,9 @@ import asyncio
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db.models import Base
+from storage.registry import open_database
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,11 +26,12 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.connect() as connection:
+    # The registry's engine, so migrations see the same connection setup as the services.
+    db = open_database(url)
+    async with db.engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()
-    await engine.dispose()
+    await db.close()
 
 
 url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")

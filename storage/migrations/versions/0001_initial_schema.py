@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:24:30.668665
+Create Date: 2026-11-23
 
 """
 
@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("mail_from", sa.String(length=320), nullable=False),
         sa.Column("rcpt_to", sa.JSON(), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("delivery_id", sa.String(length=32), nullable=True),
         sa.Column("peer", sa.String(length=255), nullable=False),
         sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),

@@ -1,0 +1,52 @@
+"""The FastAPI application: API routers under ``/api/v1``, health, and the web UI at ``/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+import postroom
+from storage.registry import Storage
+from gateway.errors import install_error_handlers
+from gateway.routes import auth, mailboxes, messages, send
+
+__all__ = ["create_app"]
+
+WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
+
+_NO_UI = """<!doctype html><title>postroom</title>
+<p>postroom is running. The web UI has not been built here; the API is documented at
+<a href="/docs">/docs</a>.</p>"""
+
+
+def create_app(store: Storage) -> FastAPI:
+    app = FastAPI(
+        title="postroom",
+        version=postroom.__version__,
+        description="Send, list, read and search mail. Authenticate with a bearer token from "
+        "`POST /api/v1/auth/token`.",
+    )
+    app.state.store = store
+    install_error_handlers(app)
+
+    api = APIRouter(prefix="/api/v1")
+    for module in (auth, mailboxes, messages, send):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["health"], include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if WEB_DIST.is_dir():
+        app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> HTMLResponse:
+            return HTMLResponse(_NO_UI)
+
+    return app

@@ -1,0 +1,41 @@
+"""Request dependencies: the storage handle and the authenticated user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from postroom.errors import AuthenticationFailed
+from storage.db.models import User
+from storage.registry import Storage
+from storage.repositories.tokens import authenticate
+
+__all__ = ["CurrentUser", "Store", "bearer_token", "current_user", "get_store"]
+
+_bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token")
+
+
+def get_store(request: Request) -> Storage:
+    store: Storage = request.app.state.store
+    return store
+
+
+Store = Annotated[Storage, Depends(get_store)]
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthenticationFailed("sign in first: send 'Authorization: Bearer <token>'")
+    return credentials.credentials
+
+
+async def current_user(store: Store, token: Annotated[str, Depends(bearer_token)]) -> User:
+    async with store.db.session() as session:
+        return await authenticate(session, token)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]

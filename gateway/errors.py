@@ -1,0 +1,102 @@
+"""How errors reach HTTP clients: JSON naming the field and the problem, never a stack trace.
+
+Every error body has the shape ``{"error": {"code": ..., "message": ..., "field": ...}}``;
+request validation errors list each field under ``"fields"`` too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from postroom.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    InvalidInput,
+    NotFound,
+    PostroomError,
+    SchemaOutOfDate,
+    StorageError,
+)
+
+__all__ = ["PayloadTooLarge", "error_body", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(InvalidInput):
+    """The message would exceed the size limit."""
+
+
+_STATUS: list[tuple[type[PostroomError], int, str]] = [
+    (PayloadTooLarge, 413, "too_large"),
+    (InvalidInput, 422, "invalid_input"),
+    (NotFound, 404, "not_found"),
+    (AlreadyExists, 409, "conflict"),
+    (AuthenticationFailed, 401, "unauthorized"),
+    (SchemaOutOfDate, 503, "unavailable"),
+    (StorageError, 503, "unavailable"),
+]
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    error.update(extra)
+    return {"error": error}
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header", "form")]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if part.isdigit() else (f".{part}" if name else part)
+    return name or ".".join(str(p) for p in location)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PostroomError)
+    async def _postroom(request: Request, exc: PostroomError) -> JSONResponse:
+        for kind, status, code in _STATUS:
+            if isinstance(exc, kind):
+                field = getattr(exc, "field", None)
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                return JSONResponse(error_body(code, exc.message, field), status, headers=headers)
+        log.error("unmapped error on %s: %s", request.url.path, exc)
+        return JSONResponse(error_body("error", exc.message), 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        first = fields[0] if fields else {"field": "", "message": "invalid request"}
+        return JSONResponse(
+            error_body(
+                "invalid_input", f"{first['field']}: {first['message']}", first["field"], fields=fields
+            ),
+            422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "error"
+        )
+        return JSONResponse(
+            error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal", "something went wrong on our side; it has been logged"), 500
+        )

@@ -1,0 +1,87 @@
+"""Running roles: open storage once, start each role, and stop them all gracefully on a signal.
+
+``postroom up`` runs every role in this process; ``postroom run ROLE`` runs one. Roles share
+nothing but the storage handle, exactly as separate processes share the database, queues and
+bus, so the one-process and the many-process layouts behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from gateway.service import Gateway
+from postroom.service import Service
+from postroom.settings import Settings
+from realtime.server import RealtimeServer
+from smtp_in.processor import Processor
+from smtp_in.server import SmtpServer
+from smtp_out.worker import DeliveryWorker
+from storage.db.models import Domain
+from storage.registry import Storage, open_storage
+from storage.schema import check_schema
+
+__all__ = ["ALL_ROLES", "ROLES", "run_roles"]
+
+log = logging.getLogger("postroom")
+
+ROLES: dict[str, Callable[[Storage], Service]] = {
+    "processor": Processor,
+    "smtp-out": DeliveryWorker,
+    "realtime": RealtimeServer,
+    "smtp-in": SmtpServer,
+    "gateway": Gateway,
+}
+# Workers start before listeners, so nothing is accepted that nobody would process.
+ALL_ROLES = list(ROLES)
+
+
+async def run_roles(settings: Settings, roles: list[str]) -> None:
+    store = open_storage(settings)
+    started: list[Service] = []
+    try:
+        await check_schema(store.db)
+        for role in roles:
+            service = ROLES[role](store)
+            addresses = await service.start()
+            started.append(service)
+            for address in addresses:
+                log.info("%s listening on %s", role, address)
+        await _hint_when_empty(store)
+        log.info("postroom is up (%s); stop with Ctrl-C or SIGTERM", ", ".join(roles))
+        await _wait_for_signal()
+        grace = settings.shutdown_grace_seconds
+        log.info("stopping: taking no new work, finishing what is in flight (up to %.0f s)", grace)
+    finally:
+        began = time.monotonic()
+        await asyncio.gather(*(s.stop(settings.shutdown_grace_seconds) for s in reversed(started)))
+        await store.close()
+        if started:
+            log.info("stopped in %.1f s", time.monotonic() - began)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _hint_when_empty(store: Storage) -> None:
+    async with store.db.session() as session:
+        domains = await session.scalar(select(func.count()).select_from(Domain))
+    if not domains:
+        log.info(
+            "no domains yet: add one with `postroom domain add example.com`, then a user with "
+            "`postroom user add you@example.com --password ...`"
+        )

@@ -1,0 +1,136 @@
+"""Finding the hosts that accept mail for a domain (RFC 5321 section 5.1, RFC 7505).
+
+Addresses are resolved here too, through the same resolver, rather than left to the socket
+layer: the settings may point DNS at a server the system resolver does not use, and the
+delivery code then never does a blocking ``getaddrinfo``.
+
+Failures are sorted into the two kinds a delivery cares about: permanent (the domain does
+not exist, or says it takes no mail) bounces at once; temporary (SERVFAIL, timeouts) retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from itertools import groupby
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+from dns.rdtypes.ANY.MX import MX
+
+from postroom.errors import PostroomError
+from postroom.settings import Settings
+
+__all__ = ["MAX_TARGETS", "ResolutionFailed", "Target", "make_resolver", "resolve_targets"]
+
+MAX_TARGETS = 10
+"""Addresses tried per attempt at most, so a domain with dozens of MX hosts cannot stall us."""
+
+DNS_LIFETIME = 20.0
+
+
+class ResolutionFailed(PostroomError):
+    """The domain's mail hosts cannot be found; ``permanent`` says whether retrying helps."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Target:
+    """One address to connect to, with the MX name it came from (for logs, SNI, replies)."""
+
+    host: str
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.host}[{self.address}]"
+
+
+async def make_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
+    """A resolver for the configured nameservers, or the system's.
+
+    Reading the system configuration opens ``/etc/resolv.conf``, so that happens in a thread.
+    """
+    if not settings.nameservers:
+        resolver = await asyncio.to_thread(dns.asyncresolver.Resolver)
+    else:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(host, port) for host, port in settings.nameservers
+        ]
+    resolver.lifetime = DNS_LIFETIME
+    return resolver
+
+
+async def resolve_targets(resolver: dns.asyncresolver.Resolver, domain: str) -> list[Target]:
+    """Addresses to try for ``domain``, best first; raises :class:`ResolutionFailed`.
+
+    A host whose lookup fails is skipped as long as another host has an address; only when
+    none has one does the failure decide the outcome.
+    """
+    hosts = await mx_hosts(resolver, domain)
+    found = await asyncio.gather(*(_addresses(resolver, host) for host in hosts))
+    targets = [Target(host, address) for host, (addresses, _) in zip(hosts, found) for address in addresses]
+    if targets:
+        return targets[:MAX_TARGETS]
+    errors = [error for _, error in found if error is not None]
+    if errors:
+        raise ResolutionFailed(f"looking up the mail hosts of {domain} failed: {errors[0]}", permanent=False)
+    if hosts == [domain]:
+        raise ResolutionFailed(
+            f"{domain} has neither MX nor address records: nothing accepts its mail", permanent=True
+        )
+    # MX hosts without addresses are a misconfiguration its owner may still fix.
+    raise ResolutionFailed(
+        f"the mail hosts of {domain} ({', '.join(hosts)}) have no address records", permanent=False
+    )
+
+
+async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
+    """MX host names by preference, equal preferences shuffled to share the load."""
+    try:
+        answer = await resolver.resolve(domain, dns.rdatatype.MX)
+    except dns.resolver.NoAnswer:
+        return [domain]  # no MX: the domain itself is the implicit MX (RFC 5321 5.1)
+    except dns.resolver.NXDOMAIN:
+        raise ResolutionFailed(f"the domain {domain} does not exist", permanent=True) from None
+    except dns.exception.DNSException as exc:
+        raise ResolutionFailed(f"looking up the MX of {domain} failed: {exc}", permanent=False) from exc
+    records = [r for r in answer if isinstance(r, MX)]
+    if len(records) == 1 and records[0].exchange == dns.name.root:
+        raise ResolutionFailed(
+            f"{domain} publishes a null MX: it accepts no mail (RFC 7505)", permanent=True
+        )
+    records = [r for r in records if r.exchange != dns.name.root]
+    records.sort(key=lambda r: r.preference)
+    hosts: list[str] = []
+    for _, group in groupby(records, key=lambda r: r.preference):
+        names = [r.exchange.to_text(omit_final_dot=True) for r in group]
+        random.shuffle(names)
+        hosts.extend(names)
+    return list(dict.fromkeys(hosts))
+
+
+async def _addresses(
+    resolver: dns.asyncresolver.Resolver, host: str
+) -> tuple[list[str], str | None]:
+    """IPv4 first, then IPv6, plus the first lookup error if one failed temporarily."""
+    addresses: list[str] = []
+    error: str | None = None
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        try:
+            answer = await resolver.resolve(host, rdtype)
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.DNSException as exc:
+            error = error or f"{host}: {exc}"
+            continue
+        addresses.extend(record.to_text() for record in answer)
+    return addresses, error

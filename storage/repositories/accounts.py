@@ -1,0 +1,105 @@
+"""Domains, users, passwords and the mailboxes every user starts with."""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.addresses import normalize_address, normalize_domain
+from postroom.errors import AlreadyExists, InvalidInput, NotFound
+from storage.db.models import Domain, Mailbox, User
+
+__all__ = [
+    "SPECIAL_MAILBOXES",
+    "add_domain",
+    "add_user",
+    "find_user",
+    "hosted_domain",
+    "mailbox_by_role",
+    "verify_password",
+]
+
+SPECIAL_MAILBOXES = (
+    ("inbox", "Inbox"),
+    ("sent", "Sent"),
+    ("drafts", "Drafts"),
+    ("trash", "Trash"),
+    ("junk", "Junk"),
+    ("archive", "Archive"),
+)
+MIN_PASSWORD_LENGTH = 8
+
+_hasher = PasswordHasher()
+
+
+async def add_domain(session: AsyncSession, name: str) -> Domain:
+    domain_name = normalize_domain(name, field="name")
+    if await hosted_domain(session, domain_name) is not None:
+        raise AlreadyExists(f"domain {domain_name} is already hosted here")
+    domain = Domain(name=domain_name)
+    session.add(domain)
+    await session.flush()
+    return domain
+
+
+async def hosted_domain(session: AsyncSession, name: str) -> Domain | None:
+    domain: Domain | None = await session.scalar(select(Domain).where(Domain.name == name.lower()))
+    return domain
+
+
+async def add_user(
+    session: AsyncSession, address: str, password: str, *, is_admin: bool = False
+) -> User:
+    normalized = normalize_address(address, field="address").lower()
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"the password must be at least {MIN_PASSWORD_LENGTH} characters long",
+            field="password",
+        )
+    domain_name = normalized.rsplit("@", 1)[1]
+    domain = await hosted_domain(session, domain_name)
+    if domain is None:
+        raise NotFound(
+            f"domain {domain_name} is not hosted here; add it first with "
+            f"`postroom domain add {domain_name}`"
+        )
+    if await find_user(session, normalized) is not None:
+        raise AlreadyExists(f"user {normalized} already exists")
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    user = User(domain_id=domain.id, address=normalized, password_hash=password_hash, is_admin=is_admin)
+    session.add(user)
+    await session.flush()
+    for role, name in SPECIAL_MAILBOXES:
+        session.add(Mailbox(user_id=user.id, name=name, role=role))
+    await session.flush()
+    return user
+
+
+async def find_user(session: AsyncSession, address: str) -> User | None:
+    user: User | None = await session.scalar(
+        select(User).where(func.lower(User.address) == address.lower())
+    )
+    return user
+
+
+async def verify_password(user: User, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(user.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)
+
+
+async def mailbox_by_role(session: AsyncSession, user_id: str, role: str) -> Mailbox:
+    mailbox = await session.scalar(
+        select(Mailbox).where(Mailbox.user_id == user_id, Mailbox.role == role)
+    )
+    if mailbox is None:
+        raise NotFound(f"user {user_id} has no {role} mailbox")
+    return mailbox

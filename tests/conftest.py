@@ -1,0 +1,34 @@
+"""Fixtures shared by every test package: the database each test runs against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.platform import Platform
+from tests.support.services import postgres_database
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=DATABASES, scope="module")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Every test that takes this runs once on SQLite and once on the machine's PostgreSQL."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "postroom.db"
+        yield f"sqlite+aiosqlite:///{path}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A running ``postroom up`` with domain example.test and users ann and bob."""
+    running = Platform(tmp_path_factory.mktemp("platform"), database_url)
+    running.setup("example.test", "ann@example.test", "bob@example.test")
+    running.start()
+    yield running
+    running.stop()
