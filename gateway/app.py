@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 import postroom
-from storage.registry import Storage
 from gateway.errors import install_error_handlers
 from gateway.routes import auth, mailboxes, messages, send
+from storage.registry import Storage
 
 __all__ = ["create_app"]
 

@@ -12,10 +12,10 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
+from gateway.schemas import SendRequest
 from postroom.addresses import check_header_value, normalize_address
 from postroom.errors import InvalidInput
 from storage.db.types import utcnow
-from gateway.schemas import SendRequest
 
 __all__ = ["Composed", "compose"]
 

@@ -80,7 +80,10 @@ def install_error_handlers(app: FastAPI) -> None:
         first = fields[0] if fields else {"field": "", "message": "invalid request"}
         return JSONResponse(
             error_body(
-                "invalid_input", f"{first['field']}: {first['message']}", first["field"], fields=fields
+                "invalid_input",
+                f"{first['field']}: {first['message']}",
+                first["field"],
+                fields=fields,
             ),
             422,
         )
@@ -91,7 +94,9 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "error"
         )
         return JSONResponse(
-            error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+            error_body(code, str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)

@@ -8,6 +8,9 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.compose import Composed, compose
+from gateway.errors import PayloadTooLarge
+from gateway.schemas import SendRequest
 from postroom.errors import InvalidInput
 from postroom.message import parse_message
 from storage.db.models import Domain, User
@@ -18,9 +21,6 @@ from storage.repositories.accounts import find_user
 from storage.repositories.mail import save_attachments
 from storage.repositories.outbound import RecordedSend, record_send
 from storage.transaction import transaction
-from gateway.compose import Composed, compose
-from gateway.errors import PayloadTooLarge
-from gateway.schemas import SendRequest
 
 __all__ = ["send"]
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from storage.registry import Storage
 from gateway.app import create_app
+from storage.registry import Storage
 
 __all__ = ["Gateway"]
 

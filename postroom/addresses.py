@@ -39,7 +39,9 @@ def normalize_address(address: str, *, field: str | None = None) -> str:
             address, check_deliverability=False, allow_smtputf8=True, test_environment=True
         )
     except EmailNotValidError as exc:
-        raise InvalidAddress(f"{address!r} is not a valid mail address: {exc}", field=field) from exc
+        raise InvalidAddress(
+            f"{address!r} is not a valid mail address: {exc}", field=field
+        ) from exc
     return f"{result.local_part}@{result.domain.lower()}"
 
 

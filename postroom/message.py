@@ -135,14 +135,14 @@ def parse_message(raw: bytes) -> ParsedMessage:
 def _read_parts(msg: EmailMessage, parsed: ParsedMessage) -> None:
     try:
         parts = 0
-        for part in msg.walk():
+        for _part in msg.walk():
             parts += 1
             if parts > MAX_PARTS:
                 parsed.defects.append(f"more than {MAX_PARTS} MIME parts; the rest is unread")
                 break
         for kind in ("plain", "html"):
             body = msg.get_body(preferencelist=(kind,))
-            if body is not None and body.get_content_type() == f"text/{kind}":
+            if isinstance(body, EmailMessage) and body.get_content_type() == f"text/{kind}":
                 content = _text_content(body, parsed)
                 if kind == "plain":
                     parsed.text = content

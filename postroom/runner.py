@@ -8,37 +8,39 @@ bus, so the one-process and the many-process layouts behave alike.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 import time
-from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from gateway.service import Gateway
 from postroom.service import Service
 from postroom.settings import Settings
-from realtime.server import RealtimeServer
-from smtp_in.processor import Processor
-from smtp_in.server import SmtpServer
-from smtp_out.worker import DeliveryWorker
 from storage.db.models import Domain
 from storage.registry import Storage, open_storage
 from storage.schema import check_schema
 
-__all__ = ["ALL_ROLES", "ROLES", "run_roles"]
+__all__ = ["ALL_ROLES", "ROLES", "build_role", "run_roles"]
 
 log = logging.getLogger("postroom")
 
-ROLES: dict[str, Callable[[Storage], Service]] = {
-    "processor": Processor,
-    "smtp-out": DeliveryWorker,
-    "realtime": RealtimeServer,
-    "smtp-in": SmtpServer,
-    "gateway": Gateway,
+# Role name -> "module:Class"; imported only when the role runs, so admin commands stay quick.
+ROLES: dict[str, str] = {
+    "processor": "smtp_in.processor:Processor",
+    "smtp-out": "smtp_out.worker:DeliveryWorker",
+    "realtime": "realtime.server:RealtimeServer",
+    "smtp-in": "smtp_in.server:SmtpServer",
+    "gateway": "gateway.service:Gateway",
 }
 # Workers start before listeners, so nothing is accepted that nobody would process.
 ALL_ROLES = list(ROLES)
+
+
+def build_role(role: str, store: Storage) -> Service:
+    module, _, name = ROLES[role].partition(":")
+    service: Service = getattr(importlib.import_module(module), name)(store)
+    return service
 
 
 async def run_roles(settings: Settings, roles: list[str]) -> None:
@@ -47,7 +49,7 @@ async def run_roles(settings: Settings, roles: list[str]) -> None:
     try:
         await check_schema(store.db)
         for role in roles:
-            service = ROLES[role](store)
+            service = build_role(role, store)
             addresses = await service.start()
             started.append(service)
             for address in addresses:

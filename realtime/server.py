@@ -46,7 +46,9 @@ class RealtimeServer:
     async def start(self) -> list[str]:
         settings = self.store.settings
         self._server = await serve(
-            self._handle, settings.listen_address, settings.realtime_port,
+            self._handle,
+            settings.listen_address,
+            settings.realtime_port,
             process_request=self._only_ws_path,
         )
         return [f"ws://{settings.listen_address}:{settings.realtime_port}/ws (realtime)"]

@@ -68,7 +68,9 @@ async def process_inbound(store: Storage, inbound_id: str) -> None:
             await session.execute(
                 update(DeliveryRecipient)
                 .where(DeliveryRecipient.delivery_id == row.delivery_id)
-                .values(status="delivered", remote_reply="stored in the local mailbox", updated_at=now)
+                .values(
+                    status="delivered", remote_reply="stored in the local mailbox", updated_at=now
+                )
             )
             await session.execute(
                 update(Delivery)
@@ -130,7 +132,9 @@ class Processor:
                 await asyncio.shield(self.store.queue.release(job))
             raise
         except Exception:
-            log.exception("processing %s failed (attempt %d); will retry", job.payload, job.attempts)
+            log.exception(
+                "processing %s failed (attempt %d); will retry", job.payload, job.attempts
+            )
             await self.store.queue.release(job, delay=RETRY_DELAY * job.attempts)
             return
         await self.store.queue.ack(job)

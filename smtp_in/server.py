@@ -17,10 +17,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from postroom.addresses import normalize_address
 from postroom.errors import InvalidAddress
 from postroom.ids import new_id
+from smtp_in.received import received_header
 from storage.registry import Storage
 from storage.repositories import inbound
 from storage.repositories.accounts import find_user, hosted_domain
-from smtp_in.received import received_header
 
 __all__ = ["InboundHandler", "SmtpServer"]
 
@@ -85,7 +85,12 @@ class InboundHandler:
         except Exception:
             log.exception("could not store a message from %s; the client will retry", peer_ip)
             return "451 4.3.0 Temporary failure storing the message; please try again later"
-        log.info("accepted %s from <%s> for %d recipient(s)", row.id, envelope.mail_from, len(envelope.rcpt_tos))
+        log.info(
+            "accepted %s from <%s> for %d recipient(s)",
+            row.id,
+            envelope.mail_from,
+            len(envelope.rcpt_tos),
+        )
         return f"250 2.0.0 OK: queued as {row.id}"
 
 
@@ -98,9 +103,9 @@ class SmtpServer:
         self.store = store
         self.handler = InboundHandler(store)
         self._server: asyncio.Server | None = None
-        self._sessions: set[SMTP] = set()
+        self._sessions: set[_TrackedSMTP] = set()
 
-    def _protocol(self) -> SMTP:
+    def _protocol(self) -> _TrackedSMTP:
         settings = self.store.settings
         protocol = _TrackedSMTP(
             self.handler,
@@ -137,10 +142,10 @@ class SmtpServer:
             protocol.hang_up(b"421 4.3.2 Service shutting down, try again later\r\n")
 
 
-class _TrackedSMTP(SMTP):  # type: ignore[misc]
+class _TrackedSMTP(SMTP):
     """aiosmtpd's protocol, remembering open sessions so shutdown can close them."""
 
-    sessions: set[SMTP]
+    sessions: set[_TrackedSMTP]
 
     def connection_made(self, transport: Any) -> None:
         self.sessions.add(self)
@@ -157,6 +162,7 @@ class _TrackedSMTP(SMTP):  # type: ignore[misc]
         return envelope is not None and envelope.mail_from is not None
 
     def hang_up(self, reply: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(reply)
-            self.transport.close()
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(reply)
+            transport.close()

@@ -11,6 +11,7 @@ not exist, or says it takes no mail) bounces at once; temporary (SERVFAIL, timeo
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass
 from itertools import groupby
@@ -26,7 +27,16 @@ from dns.rdtypes.ANY.MX import MX
 from postroom.errors import PostroomError
 from postroom.settings import Settings
 
-__all__ = ["MAX_TARGETS", "ResolutionFailed", "Target", "make_resolver", "resolve_targets"]
+__all__ = [
+    "MAX_TARGETS",
+    "ResolutionFailed",
+    "Target",
+    "make_resolver",
+    "mx_hosts",
+    "resolve_targets",
+]
+
+log = logging.getLogger(__name__)
 
 MAX_TARGETS = 10
 """Addresses tried per attempt at most, so a domain with dozens of MX hosts cannot stall us."""
@@ -35,11 +45,24 @@ DNS_LIFETIME = 20.0
 
 
 class ResolutionFailed(PostroomError):
-    """The domain's mail hosts cannot be found; ``permanent`` says whether retrying helps."""
+    """The domain's mail hosts cannot be found.
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    ``code`` and ``status`` are the SMTP reply and enhanced status code (RFC 3463) the failure
+    amounts to, so that it is recorded like any remote refusal and a later DSN can quote it.
+    """
+
+    def __init__(self, message: str, *, code: int, status: str) -> None:
         super().__init__(message)
-        self.permanent = permanent
+        self.code = code
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+def _temporary(message: str) -> ResolutionFailed:
+    return ResolutionFailed(message, code=451, status="4.4.3")
 
 
 @dataclass(frozen=True)
@@ -59,7 +82,12 @@ async def make_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
     Reading the system configuration opens ``/etc/resolv.conf``, so that happens in a thread.
     """
     if not settings.nameservers:
-        resolver = await asyncio.to_thread(dns.asyncresolver.Resolver)
+        try:
+            resolver = await asyncio.to_thread(dns.asyncresolver.Resolver)
+        except dns.resolver.NoResolverConfiguration:
+            # Outbound mail then defers (and says why) instead of inbound mail stopping too.
+            log.warning("no system DNS configuration; set POSTROOM_DNS_NAMESERVERS")
+            resolver = dns.asyncresolver.Resolver(configure=False)
     else:
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [
@@ -77,20 +105,24 @@ async def resolve_targets(resolver: dns.asyncresolver.Resolver, domain: str) -> 
     """
     hosts = await mx_hosts(resolver, domain)
     found = await asyncio.gather(*(_addresses(resolver, host) for host in hosts))
-    targets = [Target(host, address) for host, (addresses, _) in zip(hosts, found) for address in addresses]
+    targets = [
+        Target(host, address)
+        for host, (addresses, _) in zip(hosts, found, strict=True)
+        for address in addresses
+    ]
     if targets:
         return targets[:MAX_TARGETS]
     errors = [error for _, error in found if error is not None]
     if errors:
-        raise ResolutionFailed(f"looking up the mail hosts of {domain} failed: {errors[0]}", permanent=False)
+        raise _temporary(f"looking up the mail hosts of {domain} failed: {errors[0]}")
     if hosts == [domain]:
         raise ResolutionFailed(
-            f"{domain} has neither MX nor address records: nothing accepts its mail", permanent=True
+            f"{domain} has neither MX nor address records: nothing accepts its mail",
+            code=550,
+            status="5.1.2",
         )
     # MX hosts without addresses are a misconfiguration its owner may still fix.
-    raise ResolutionFailed(
-        f"the mail hosts of {domain} ({', '.join(hosts)}) have no address records", permanent=False
-    )
+    raise _temporary(f"the mail hosts of {domain} ({', '.join(hosts)}) have no address records")
 
 
 async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
@@ -100,13 +132,17 @@ async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[st
     except dns.resolver.NoAnswer:
         return [domain]  # no MX: the domain itself is the implicit MX (RFC 5321 5.1)
     except dns.resolver.NXDOMAIN:
-        raise ResolutionFailed(f"the domain {domain} does not exist", permanent=True) from None
+        raise ResolutionFailed(
+            f"the domain {domain} does not exist", code=550, status="5.1.2"
+        ) from None
     except dns.exception.DNSException as exc:
-        raise ResolutionFailed(f"looking up the MX of {domain} failed: {exc}", permanent=False) from exc
+        raise _temporary(f"looking up the MX of {domain} failed: {exc}") from exc
     records = [r for r in answer if isinstance(r, MX)]
     if len(records) == 1 and records[0].exchange == dns.name.root:
         raise ResolutionFailed(
-            f"{domain} publishes a null MX: it accepts no mail (RFC 7505)", permanent=True
+            f"{domain} publishes a null MX: it accepts no mail (RFC 7505)",
+            code=556,
+            status="5.1.10",
         )
     records = [r for r in records if r.exchange != dns.name.root]
     records.sort(key=lambda r: r.preference)

@@ -43,4 +43,3 @@ async def check_schema(db: Database) -> None:
             f"the database is at schema revision {found or 'none'} but this postroom needs "
             f"{head}: run `postroom migrate`"
         )
-

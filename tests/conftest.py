@@ -13,15 +13,29 @@ from tests.support.services import postgres_database
 DATABASES = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(params=DATABASES, scope="module")
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Every test that takes this runs once on SQLite and once on the machine's PostgreSQL."""
-    if request.param == "sqlite":
-        path: Path = tmp_path_factory.mktemp("sqlite") / "postroom.db"
-        yield f"sqlite+aiosqlite:///{path}"
+def _database(kind: str, directory: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'postroom.db'}"
     else:
         with postgres_database() as url:
             yield url
+
+
+@pytest.fixture(params=DATABASES, scope="module")
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Every test that takes this runs once on SQLite and once on the machine's PostgreSQL.
+
+    Shared by the tests of one module; use ``own_database_url`` for a database of one's own.
+    """
+    yield from _database(request.param, tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture(params=DATABASES)
+def own_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database for this test alone, on SQLite and on PostgreSQL."""
+    yield from _database(request.param, tmp_path)
 
 
 @pytest.fixture(scope="module")

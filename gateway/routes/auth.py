@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
+from gateway.deps import CurrentUser, Store, bearer_token
+from gateway.schemas import TokenOut
 from postroom.errors import AuthenticationFailed
 from storage.repositories.accounts import find_user, verify_password
 from storage.repositories.tokens import issue_token, revoke_token
-from gateway.deps import CurrentUser, Store, bearer_token
-from gateway.schemas import TokenOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -19,10 +19,8 @@ _WRONG = "wrong address or password"
 
 
 @router.post("/token", response_model=TokenOut, responses={401: {"description": _WRONG}})
-async def sign_in(
-    store: Store, form: Annotated[OAuth2PasswordRequestForm, Depends()]
-) -> TokenOut:
-    """Exchange an address and password for a bearer token (form fields ``username``, ``password``)."""
+async def sign_in(store: Store, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenOut:
+    """Exchange an address and password (form fields ``username``, ``password``) for a token."""
     ttl = store.settings.token_ttl_seconds
     async with store.db.session() as session, session.begin():
         user = await find_user(session, form.username.strip())

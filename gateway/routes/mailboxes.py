@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from storage.repositories.mail import mailbox_counts
 from gateway.deps import CurrentUser, Store
 from gateway.schemas import MailboxList, MailboxOut
+from storage.repositories.mail import mailbox_counts
 
 router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
 

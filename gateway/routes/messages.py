@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.errors import NotFound
-from storage.db.models import Attachment, Mailbox, Message, MessageContent
-from storage.repositories.mail import get_message, list_messages
 from gateway.deps import CurrentUser, Store
 from gateway.html import sanitize_html
 from gateway.schemas import AttachmentOut, MessageDetail, MessageItem, MessageList, Person
+from postroom.errors import NotFound
+from storage.db.models import Attachment, Mailbox, Message, MessageContent
+from storage.repositories.mail import get_message, list_messages
 
 router = APIRouter(prefix="/messages", tags=["messages"])
 
@@ -58,7 +58,9 @@ async def _mailbox(session: AsyncSession, user_id: str, name: str) -> Mailbox:
 async def list_mailbox(
     store: Store,
     user: CurrentUser,
-    mailbox: Annotated[str, Query(description="A role (inbox, sent, ...), a mailbox id or name.")] = "inbox",
+    mailbox: Annotated[
+        str, Query(description="A role (inbox, sent, ...), a mailbox id or name.")
+    ] = "inbox",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> MessageList:
@@ -78,7 +80,9 @@ async def _content(store: Store, session: AsyncSession, blob_key: str) -> dict[s
     content = await session.get(MessageContent, blob_key)
     attachments = (
         await session.scalars(
-            select(Attachment).where(Attachment.content_key == blob_key).order_by(Attachment.position)
+            select(Attachment)
+            .where(Attachment.content_key == blob_key)
+            .order_by(Attachment.position)
         )
     ).all()
     result = {

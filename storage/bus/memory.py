@@ -25,7 +25,9 @@ class MemoryBus:
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                log.warning("subscriber on %s is %d events behind; dropping", channel, queue.qsize())
+                log.warning(
+                    "subscriber on %s is %d events behind; dropping", channel, queue.qsize()
+                )
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:

@@ -23,13 +23,16 @@ from sqlalchemy.sql.dml import Insert
 
 __all__ = ["Database", "insert_ignoring_duplicates", "open_postgresql", "open_sqlite"]
 
-_INSERTS: dict[str, Callable[[Any], Insert]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_INSERTS: dict[str, Callable[[Any], Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 
 def insert_ignoring_duplicates(session: AsyncSession, model: Any) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING``, which both engines spell the same way."""
     insert = _INSERTS[session.get_bind().dialect.name]
-    statement: Insert = insert(model).on_conflict_do_nothing()
+    statement: Insert = insert(model).on_conflict_do_nothing()  # type: ignore[attr-defined]
     return statement
 
 

@@ -30,7 +30,9 @@ class TableQueue:
         self._wakeups: dict[str, asyncio.Event] = {}
 
     async def put(self, queue: str, payload: dict[str, Any], *, delay: float = 0.0) -> str:
-        job = QueueJob(queue=queue, payload=payload, available_at=utcnow() + timedelta(seconds=delay))
+        job = QueueJob(
+            queue=queue, payload=payload, available_at=utcnow() + timedelta(seconds=delay)
+        )
         async with self.db.session() as session, session.begin():
             session.add(job)
         if delay <= 0 and (event := self._wakeups.pop(queue, None)) is not None:

@@ -70,7 +70,9 @@ async def add_user(
     if await find_user(session, normalized) is not None:
         raise AlreadyExists(f"user {normalized} already exists")
     password_hash = await asyncio.to_thread(_hasher.hash, password)
-    user = User(domain_id=domain.id, address=normalized, password_hash=password_hash, is_admin=is_admin)
+    user = User(
+        domain_id=domain.id, address=normalized, password_hash=password_hash, is_admin=is_admin
+    )
     session.add(user)
     await session.flush()
     for role, name in SPECIAL_MAILBOXES:

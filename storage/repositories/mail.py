@@ -35,7 +35,9 @@ SUBJECT_THREAD_WINDOW = timedelta(days=30)
 
 
 async def register_blob(session: AsyncSession, key: str, size: int) -> None:
-    await session.execute(insert_ignoring_duplicates(session, Blob).values(key=key, size=size, created_at=utcnow()))
+    await session.execute(
+        insert_ignoring_duplicates(session, Blob).values(key=key, size=size, created_at=utcnow())
+    )
 
 
 async def save_attachments(blobs: BlobStore, parsed: ParsedMessage) -> list[str]:
@@ -60,7 +62,9 @@ async def store_content(
             defects=parsed.defects,
         )
     )
-    for position, (attachment, key) in enumerate(zip(parsed.attachments, attachment_keys, strict=True)):
+    for position, (attachment, key) in enumerate(
+        zip(parsed.attachments, attachment_keys, strict=True)
+    ):
         await register_blob(session, key, len(attachment.data))
         await session.execute(
             insert_ignoring_duplicates(session, Attachment).values(
@@ -159,7 +163,9 @@ async def add_copy(
     )
     session.add(message)
     await session.flush()
-    await record_change(session, user_id, "mail.new", {"message": message_summary(message, mailbox)})
+    await record_change(
+        session, user_id, "mail.new", {"message": message_summary(message, mailbox)}
+    )
     return message
 
 
@@ -180,7 +186,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         when, message_id = json.loads(base64.urlsafe_b64decode(padded))
         return datetime.fromisoformat(when), str(message_id)
     except (ValueError, TypeError) as exc:
-        raise InvalidInput("this cursor is malformed; use next_cursor as given", field="cursor") from exc
+        raise InvalidInput(
+            "this cursor is malformed; use next_cursor as given", field="cursor"
+        ) from exc
 
 
 async def list_messages(

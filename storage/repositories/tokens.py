@@ -27,7 +27,11 @@ def _hash(secret: str) -> str:
 
 
 async def issue_token(
-    session: AsyncSession, user_id: str, *, ttl_seconds: int | None, kind: str = "session",
+    session: AsyncSession,
+    user_id: str,
+    *,
+    ttl_seconds: int | None,
+    kind: str = "session",
     name: str = "",
 ) -> tuple[str, AuthToken]:
     secret = PREFIX + secrets.token_urlsafe(32)

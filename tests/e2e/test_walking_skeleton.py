@@ -77,10 +77,15 @@ def test_foreign_domain_without_auth_gets_554_5_7_1(platform: Platform) -> None:
 def test_token_endpoint_follows_the_oauth2_password_flow(platform: Platform) -> None:
     with platform.api() as api:
         good = api.post(
-            "/auth/token", data={"username": "ann@example.test", "password": "correct-horse-battery"}
+            "/auth/token",
+            data={"username": "ann@example.test", "password": "correct-horse-battery"},
         )
-        wrong = api.post("/auth/token", data={"username": "ann@example.test", "password": "nope-nope"})
-        nobody = api.post("/auth/token", data={"username": "who@example.test", "password": "x" * 10})
+        wrong = api.post(
+            "/auth/token", data={"username": "ann@example.test", "password": "nope-nope"}
+        )
+        nobody = api.post(
+            "/auth/token", data={"username": "who@example.test", "password": "x" * 10}
+        )
         unauthenticated = api.get("/mailboxes")
     assert good.status_code == 200
     body = good.json()
@@ -109,7 +114,11 @@ def test_mailboxes_list_counts(platform: Platform) -> None:
     subject = f"count {uuid.uuid4().hex[:6]}"
     with platform.smtp() as client:
         for _ in range(2):
-            client.sendmail("zed@remote.test", ["ann@example.test"], _mail("zed@remote.test", "ann@example.test", subject))
+            client.sendmail(
+                "zed@remote.test",
+                ["ann@example.test"],
+                _mail("zed@remote.test", "ann@example.test", subject),
+            )
     platform.wait_for(token, "inbox", subject, 2)
     with platform.api(token) as api:
         after = {m["role"]: m for m in api.get("/mailboxes").json()["items"]}
@@ -123,7 +132,11 @@ def test_messages_are_listed_newest_first_with_a_working_cursor(platform: Platfo
     tag = uuid.uuid4().hex[:6]
     with platform.smtp() as client:
         for n in range(5):
-            client.sendmail("zed@remote.test", ["bob@example.test"], _mail("zed@remote.test", "bob@example.test", f"{tag} #{n}"))
+            client.sendmail(
+                "zed@remote.test",
+                ["bob@example.test"],
+                _mail("zed@remote.test", "bob@example.test", f"{tag} #{n}"),
+            )
     platform.wait_for(token, "inbox", f"{tag} #4")
     items = platform.messages(token, "inbox")
     ours = [m["subject"] for m in items if m["subject"].startswith(tag)]
@@ -146,7 +159,11 @@ def test_messages_are_listed_newest_first_with_a_working_cursor(platform: Platfo
 
 def test_another_users_message_is_404_everywhere(platform: Platform) -> None:
     with platform.smtp() as client:
-        client.sendmail("zed@remote.test", ["bob@example.test"], _mail("zed@remote.test", "bob@example.test", "private to bob"))
+        client.sendmail(
+            "zed@remote.test",
+            ["bob@example.test"],
+            _mail("zed@remote.test", "bob@example.test", "private to bob"),
+        )
     bob = platform.token("bob@example.test")
     ann = platform.token("ann@example.test")
     (message,) = platform.wait_for(bob, "inbox", "private to bob")
@@ -195,14 +212,26 @@ def test_bcc_is_delivered_but_not_disclosed(platform: Platform) -> None:
     bob = platform.token("bob@example.test")
     subject = f"secret cc {uuid.uuid4().hex[:6]}"
     with platform.api(ann) as api:
-        response = api.post("/send", json={"to": ["ann@example.test"], "bcc": ["bob@example.test"], "subject": subject, "text": "hi"})
+        response = api.post(
+            "/send",
+            json={
+                "to": ["ann@example.test"],
+                "bcc": ["bob@example.test"],
+                "subject": subject,
+                "text": "hi",
+            },
+        )
     assert response.status_code == 202, response.text
     (message,) = platform.wait_for(bob, "inbox", subject)
     with platform.api(bob) as api:
         raw = api.get(f"/messages/{message['id']}/raw").content
     assert b"bob@example.test" not in raw
     with platform.api(ann) as api:
-        sent = next(m for m in api.get("/messages", params={"mailbox": "sent"}).json()["items"] if m["subject"] == subject)
+        sent = next(
+            m
+            for m in api.get("/messages", params={"mailbox": "sent"}).json()["items"]
+            if m["subject"] == subject
+        )
         assert api.get(f"/messages/{sent['id']}").json()["bcc"] == ["bob@example.test"]
 
 
@@ -211,7 +240,10 @@ def test_bcc_is_delivered_but_not_disclosed(platform: Platform) -> None:
     [
         ({"to": ["not-an-address"], "text": "x"}, "to[0]"),
         ({"to": ["bob@example.test\r\nBcc: evil@remote.test"], "text": "x"}, "to[0]"),
-        ({"to": ["bob@example.test"], "subject": "hi\r\nBcc: evil@remote.test", "text": "x"}, "subject"),
+        (
+            {"to": ["bob@example.test"], "subject": "hi\r\nBcc: evil@remote.test", "text": "x"},
+            "subject",
+        ),
         ({"to": ["nobody@example.test"], "text": "x"}, "to[0]"),
         ({"to": [], "text": "x"}, "to"),
         ({"to": "bob@example.test", "text": "x"}, "to"),

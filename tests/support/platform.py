@@ -68,13 +68,14 @@ class Platform:
     # -- the process ------------------------------------------------------------------------
 
     def start(self) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([POSTROOM, "up"], env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"postroom up exited early:\n{self.log()}")
-            if "postroom is up" in self.log():
+            if "postroom is up" in self.log()[offset:]:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"postroom up did not come up in 30 s:\n{self.log()}")
