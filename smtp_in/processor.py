@@ -119,7 +119,12 @@ class Processor:
                 await asyncio.sleep(1.0)
                 continue
             for job in jobs:
-                await self._run(job)
+                try:
+                    await self._run(job)
+                except Exception:
+                    # the queue failed to ack or release: the lease will expire and the job
+                    # comes back, so keep consuming rather than let this task die
+                    log.exception("queue bookkeeping for %s failed", job.id)
 
     async def _run(self, job: Job) -> None:
         if self._stopping.is_set():
