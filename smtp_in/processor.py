@@ -62,6 +62,7 @@ async def process_inbound(store: Storage, inbound_id: str) -> None:
                 size=len(raw),
                 parsed=parsed,
                 inbound_id=row.id,
+                received_at=row.received_at,
             )
         if row.delivery_id is not None:
             now = utcnow()

@@ -139,8 +139,10 @@ async def add_copy(
     inbound_id: str | None = None,
     bcc: list[str] | None = None,
     seen: bool = False,
+    received_at: datetime | None = None,
 ) -> Message:
-    now = utcnow()
+    """File a copy; ``received_at`` is when our server accepted it (the list order)."""
+    now = received_at or utcnow()
     message = Message(
         user_id=user_id,
         mailbox_id=mailbox.id,
