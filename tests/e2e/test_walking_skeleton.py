@@ -137,7 +137,8 @@ def test_messages_are_listed_newest_first_with_a_working_cursor(platform: Platfo
                 ["bob@example.test"],
                 _mail("zed@remote.test", "bob@example.test", f"{tag} #{n}"),
             )
-    platform.wait_for(token, "inbox", f"{tag} #4")
+    for n in range(5):
+        platform.wait_for(token, "inbox", f"{tag} #{n}")
     items = platform.messages(token, "inbox")
     ours = [m["subject"] for m in items if m["subject"].startswith(tag)]
     assert ours == [f"{tag} #{n}" for n in reversed(range(5))]

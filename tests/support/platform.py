@@ -39,6 +39,7 @@ class Platform:
         self.realtime_port = free_port()
         self.log_path = data_dir / "postroom.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.role_processes: list[subprocess.Popen[bytes]] = []
         self.env = {
             **os.environ,
             "POSTROOM_DATA_DIR": str(data_dir),
@@ -68,17 +69,29 @@ class Platform:
     # -- the process ------------------------------------------------------------------------
 
     def start(self) -> None:
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([POSTROOM, "up"], env=self.env, stdout=log, stderr=log)
+        """``postroom up``: every role in one process."""
+        self.process = self._spawn(["up"], self.log_path)
+
+    def start_role(self, role: str) -> subprocess.Popen[bytes]:
+        """``postroom run ROLE``: one role in a process of its own."""
+        process = self._spawn(["run", role], self.data_dir / f"{role}.log")
+        self.role_processes.append(process)
+        return process
+
+    def _spawn(self, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            process = subprocess.Popen([POSTROOM, *args], env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"postroom up exited early:\n{self.log()}")
-            if "postroom is up" in self.log()[offset:]:
-                return
+            text = log_path.read_text(errors="replace")[offset:]
+            if process.poll() is not None:
+                raise RuntimeError(f"postroom {' '.join(args)} exited early:\n{text}")
+            if "postroom is up" in text:
+                return process
             time.sleep(0.05)
-        raise RuntimeError(f"postroom up did not come up in 30 s:\n{self.log()}")
+        process.kill()
+        raise RuntimeError(f"postroom {' '.join(args)} did not come up in 30 s")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -97,9 +110,10 @@ class Platform:
         return code, time.monotonic() - began
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        for process in [self.process, *self.role_processes]:
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
 
     # -- the protocols ----------------------------------------------------------------------
 
