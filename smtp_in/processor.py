@@ -9,11 +9,9 @@ covers hints lost to a crash or a flushed queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-from datetime import timedelta
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 
@@ -21,6 +19,7 @@ from postroom.message import parse_message
 from storage.db.models import Delivery, DeliveryRecipient, InboundMessage
 from storage.db.types import utcnow
 from storage.queues import INCOMING, Job
+from storage.queues.consumers import ConsumerOptions, QueueConsumers
 from storage.registry import Storage
 from storage.repositories import inbound
 from storage.repositories.accounts import find_user, mailbox_by_role
@@ -30,10 +29,6 @@ from storage.transaction import transaction
 __all__ = ["Processor", "process_inbound"]
 
 log = logging.getLogger(__name__)
-
-SWEEP_INTERVAL = 30.0
-SWEEP_AGE = timedelta(seconds=60)
-RETRY_DELAY = 5.0
 
 
 async def process_inbound(store: Storage, inbound_id: str) -> None:
@@ -88,76 +83,28 @@ class Processor:
 
     def __init__(self, store: Storage) -> None:
         self.store = store
-        self.concurrency = store.settings.processor_concurrency
-        self.lease = store.settings.queue_lease_seconds
-        self._consumer = f"{socket.gethostname()}:{os.getpid()}"
-        self._stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        settings = store.settings
+        self.consumers = QueueConsumers(
+            store.queue,
+            INCOMING,
+            self._handle,
+            self._find_lost,
+            ConsumerOptions(
+                concurrency=settings.processor_concurrency, lease=settings.queue_lease_seconds
+            ),
+        )
 
     async def start(self) -> list[str]:
-        self._tasks = [asyncio.create_task(self._consume(n)) for n in range(self.concurrency)]
-        self._tasks.append(asyncio.create_task(self._sweep()))
+        self.consumers.start()
         return []
 
     async def stop(self, grace: float) -> None:
-        self._stopping.set()
-        _, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else ((), ())
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.consumers.stop(grace)
 
-    async def _consume(self, number: int) -> None:
-        consumer = f"{self._consumer}/{number}"
-        while not self._stopping.is_set():
-            try:
-                jobs = await self.store.queue.claim(
-                    INCOMING, consumer, limit=1, lease=self.lease, wait=1.0
-                )
-            except Exception:
-                log.exception("cannot claim from the incoming queue; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            for job in jobs:
-                try:
-                    await self._run(job)
-                except Exception:
-                    # the queue failed to ack or release: the lease will expire and the job
-                    # comes back, so keep consuming rather than let this task die
-                    log.exception("queue bookkeeping for %s failed", job.id)
+    async def _handle(self, job: Job) -> None:
+        await process_inbound(self.store, str(job.payload["inbound_id"]))
 
-    async def _run(self, job: Job) -> None:
-        if self._stopping.is_set():
-            await self.store.queue.release(job)
-            return
-        try:
-            await process_inbound(self.store, str(job.payload["inbound_id"]))
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.queue.release(job))
-            raise
-        except Exception:
-            log.exception(
-                "processing %s failed (attempt %d); will retry", job.payload, job.attempts
-            )
-            await self.store.queue.release(job, delay=RETRY_DELAY * job.attempts)
-            return
-        await self.store.queue.ack(job)
-
-    async def _sweep(self) -> None:
-        """At start re-enqueue every pending row, then those whose hint seems lost."""
-        age = timedelta(0)
-        while not self._stopping.is_set():
-            try:
-                async with self.store.db.session() as session:
-                    ids = await inbound.stale_pending(session, utcnow() - age, limit=1000)
-                for inbound_id in ids:
-                    await inbound.enqueue(self.store, inbound_id)
-                if ids:
-                    log.info("sweeper re-enqueued %d pending inbound message(s)", len(ids))
-            except Exception:
-                log.exception("sweep of pending inbound mail failed; will try again")
-            age = SWEEP_AGE
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), SWEEP_INTERVAL)
+    async def _find_lost(self, received_before: datetime) -> list[dict[str, Any]]:
+        async with self.store.db.session() as session:
+            ids = await inbound.stale_pending(session, received_before, limit=1000)
+        return [{"inbound_id": inbound_id} for inbound_id in ids]
