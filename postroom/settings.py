@@ -12,6 +12,7 @@ import os
 import socket
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -52,6 +53,44 @@ class Settings(BaseSettings):
         default=None, description="Comma-separated host[:port] list; unset uses the system."
     )
     delivery_port: int = 25
+    delivery_tls: Literal["opportunistic", "require", "off"] = Field(
+        default="opportunistic",
+        description="STARTTLS to other servers: use when offered, insist on it, or never.",
+    )
+    delivery_concurrency: int = Field(default=8, description="Deliveries one worker runs at once.")
+    delivery_connections_per_host: int = Field(
+        default=4, description="Concurrent connections one worker opens to one MX host."
+    )
+    delivery_domain_rate: str | None = Field(
+        default=None,
+        description="Messages per recipient domain, in `limits` notation (e.g. '100/minute').",
+    )
+    smarthost_url: str | None = Field(
+        default=None,
+        description="Relay all outgoing mail through smtp://user:password@host:port instead of MX.",
+    )
+    smarthost_rate: str | None = Field(
+        default=None, description="Messages through the smarthost, e.g. '500/day'."
+    )
+    retry_first_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    retry_give_up_days: float = 5.0
+    delay_notice_hours: float = Field(
+        default=4.0, description="Tell the sender when a message is still undelivered after this."
+    )
+    suppression_days: float = Field(
+        default=30.0, description="How long a hard-bounced address stays suppressed."
+    )
+    dkim_selector: str = Field(default="postroom", description="Selector of generated DKIM keys.")
+    content_check_url: str | None = Field(
+        default=None,
+        description="Spam/virus check: unset for none, spamd://host:port for SpamAssassin.",
+    )
+    sweep_interval_seconds: float = 30.0
+    sweep_age_seconds: float = Field(
+        default=60.0, description="Work due this long without progress is enqueued again."
+    )
+    redis_prefix: str = Field(default="postroom:", description="Prefix of every Redis key.")
 
     max_message_size: int = 25 * 1024 * 1024
     token_ttl_seconds: int = 7 * 24 * 3600

@@ -19,7 +19,7 @@ from postroom.message import parse_message
 from storage.db.models import Delivery, DeliveryRecipient, InboundMessage
 from storage.db.types import utcnow
 from storage.queues import INCOMING, Job
-from storage.queues.consumers import ConsumerOptions, QueueConsumers
+from storage.queues.consumers import ConsumerOptions, QueueConsumers, sweep_options
 from storage.registry import Storage
 from storage.repositories import inbound
 from storage.repositories.accounts import find_user, mailbox_by_role
@@ -90,7 +90,9 @@ class Processor:
             self._handle,
             self._find_lost,
             ConsumerOptions(
-                concurrency=settings.processor_concurrency, lease=settings.queue_lease_seconds
+                concurrency=settings.processor_concurrency,
+                lease=settings.queue_lease_seconds,
+                **sweep_options(settings),
             ),
         )
 

@@ -9,7 +9,7 @@ possible because every attempt records its outcome and next due time there.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import dns.asyncresolver
@@ -17,18 +17,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smtp_out.attempt import PENDING, Policy, attempt_delivery
+from smtp_out.backoff import RetrySchedule
 from smtp_out.delivery import SessionOptions
 from smtp_out.mx import make_resolver
 from storage.db.models import Delivery
 from storage.queues import OUTGOING, Job
-from storage.queues.consumers import ConsumerOptions, QueueConsumers
+from storage.queues.consumers import ConsumerOptions, QueueConsumers, sweep_options
 from storage.registry import Storage
 
 __all__ = ["DeliveryWorker"]
 
 log = logging.getLogger(__name__)
-
-CONCURRENCY = 8
 
 
 class DeliveryWorker:
@@ -39,14 +38,26 @@ class DeliveryWorker:
     def __init__(self, store: Storage) -> None:
         settings = store.settings
         self.store = store
-        self.policy = Policy(SessionOptions(port=settings.delivery_port, helo=settings.hostname))
+        self.policy = Policy(
+            SessionOptions(port=settings.delivery_port, helo=settings.hostname),
+            RetrySchedule(
+                first=settings.retry_first_seconds,
+                cap=settings.retry_max_seconds,
+                give_up_after=timedelta(days=settings.retry_give_up_days),
+            ),
+        )
         self.resolver: dns.asyncresolver.Resolver | None = None
         self.consumers = QueueConsumers(
             store.queue,
             OUTGOING,
             self._handle,
             self._find_lost,
-            ConsumerOptions(concurrency=CONCURRENCY, lease=self.lease, max_retry_delay=300.0),
+            ConsumerOptions(
+                concurrency=settings.delivery_concurrency,
+                lease=self.lease,
+                max_retry_delay=300.0,
+                **sweep_options(settings),
+            ),
         )
 
     @property

@@ -41,6 +41,7 @@ __all__ = [
     "MessageContent",
     "OutboundMessage",
     "QueueJob",
+    "Suppression",
     "Thread",
     "User",
 ]
@@ -68,6 +69,8 @@ class Domain(Base):
     __tablename__ = "domains"
     id: Mapped[str] = _id()
     name: Mapped[str] = mapped_column(String(253), unique=True)
+    dkim_selector: Mapped[str | None] = mapped_column(String(63), default=None)
+    dkim_private_key: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = _created()
 
 
@@ -216,9 +219,12 @@ class Delivery(Base):
     domain: Mapped[str] = mapped_column(String(253))
     local: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    """queued | deferred | delivered | bounced | partial | held (content check) | cancelled"""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = _created()
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    held_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    delay_notified_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -233,6 +239,18 @@ class DeliveryRecipient(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     remote_reply: Mapped[str | None] = mapped_column(Text, default=None)
     updated_at: Mapped[datetime] = _created()
+
+
+class Suppression(Base):
+    """An address we will not send to, usually because it hard-bounced."""
+
+    __tablename__ = "suppressions"
+    id: Mapped[str] = _id()
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), default="bounce")
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Change(Base):

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from postroom.settings import Settings
 from storage.db.types import utcnow
 from storage.queues import Job, Queue
 
-__all__ = ["ConsumerOptions", "QueueConsumers"]
+__all__ = ["ConsumerOptions", "QueueConsumers", "sweep_options"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ class ConsumerOptions:
     sweep_age: timedelta = timedelta(seconds=60)
     retry_delay: float = 5.0
     max_retry_delay: float = 300.0
+
+
+def sweep_options(settings: Settings) -> dict[str, Any]:
+    """The sweeper settings every role shares, as ``ConsumerOptions`` keyword arguments."""
+    return {
+        "sweep_interval": settings.sweep_interval_seconds,
+        "sweep_age": timedelta(seconds=settings.sweep_age_seconds),
+    }
 
 
 class QueueConsumers:
