@@ -22,6 +22,7 @@ from storage.cache import Cache
 from storage.cache.memory import MemoryCache
 from storage.db.database import Database, open_postgresql, open_sqlite
 from storage.queues import Queue
+from storage.queues.redis_streams import RedisStreamQueue
 from storage.queues.table import TableQueue
 
 __all__ = ["Storage", "open_database", "open_storage"]
@@ -35,14 +36,21 @@ DATABASES: dict[str, Callable[[str], Database]] = {
 BLOB_STORES: dict[str, Callable[[str, Settings], BlobStore]] = {
     "file": lambda url, _settings: FileBlobStore.from_url(url),
 }
-QUEUES: dict[str, Callable[[str, Database], Queue]] = {
-    "sql": lambda _url, db: TableQueue(db),
+QUEUES: dict[str, Callable[[str, Database, Settings], Queue]] = {
+    "sql": lambda _url, db, _settings: TableQueue(db),
+    "redis": lambda url, _db, settings: RedisStreamQueue(url, settings.redis_prefix),
+    "rediss": lambda url, _db, settings: RedisStreamQueue(url, settings.redis_prefix),
 }
+# With POSTROOM_REDIS_URL set, bus and cache stay in process until their Redis backends land.
 BUSES: dict[str, Callable[[str], EventBus]] = {
     "memory": lambda _url: MemoryBus(),
+    "redis": lambda _url: MemoryBus(),
+    "rediss": lambda _url: MemoryBus(),
 }
 CACHES: dict[str, Callable[[str], Cache]] = {
     "memory": lambda _url: MemoryCache(),
+    "redis": lambda _url: MemoryCache(),
+    "rediss": lambda _url: MemoryCache(),
 }
 
 
@@ -86,7 +94,7 @@ def open_storage(settings: Settings) -> Storage:
         settings=settings,
         db=db,
         blobs=_backend(BLOB_STORES, settings.blob_url, "blob")(settings.blob_url, settings),
-        queue=_backend(QUEUES, queue_url, "queue")(queue_url, db),
+        queue=_backend(QUEUES, queue_url, "queue")(queue_url, db, settings),
         bus=_backend(BUSES, shared_url, "bus")(shared_url),
         cache=_backend(CACHES, shared_url, "cache")(shared_url),
     )

@@ -31,7 +31,9 @@ def free_port() -> int:
 
 
 class Platform:
-    def __init__(self, data_dir: Path, database_url: str) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.http_port = free_port()
@@ -49,6 +51,7 @@ class Platform:
             "POSTROOM_SUBMISSION_PORT": str(free_port()),
             "POSTROOM_REALTIME_PORT": str(self.realtime_port),
             "POSTROOM_HOSTNAME": "mx.postroom.test",
+            **(extra_env or {}),
         }
 
     # -- the command line -------------------------------------------------------------------
