@@ -10,6 +10,8 @@ import pytest
 from tests.support.platform import Platform
 from tests.support.services import postgres_database
 
+pytest_plugins = ["tests.support.spamd"]  # the session's spamd: fixture ``spamd_url``
+
 DATABASES = ["sqlite", "postgresql"]
 
 
