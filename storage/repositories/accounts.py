@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.addresses import normalize_address, normalize_domain
+from postroom.dkim import check_selector, generate_private_key
 from postroom.errors import AlreadyExists, InvalidInput, NotFound
 from storage.db.models import Domain, Mailbox, User
 
@@ -36,11 +37,16 @@ MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher()
 
 
-async def add_domain(session: AsyncSession, name: str) -> Domain:
+async def add_domain(
+    session: AsyncSession, name: str, *, dkim_selector: str = "postroom"
+) -> Domain:
+    """Host a domain, with a new DKIM key so its outgoing mail is signed from the start."""
     domain_name = normalize_domain(name, field="name")
+    selector = check_selector(dkim_selector)
     if await hosted_domain(session, domain_name) is not None:
         raise AlreadyExists(f"domain {domain_name} is already hosted here")
-    domain = Domain(name=domain_name)
+    private_key = await asyncio.to_thread(generate_private_key)  # RSA key generation is slow
+    domain = Domain(name=domain_name, dkim_selector=selector, dkim_private_key=private_key)
     session.add(domain)
     await session.flush()
     return domain
