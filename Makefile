@@ -21,13 +21,18 @@ run: $(VENV)/.installed
 	$(BIN)/postroom migrate
 	$(BIN)/postroom up
 
+# Two workers (tests mostly wait on sockets and fsyncs); tests marked serial run alone after.
 test: $(VENV)/.installed-test
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest -m serial $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

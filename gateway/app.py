@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 import postroom
 from gateway.errors import install_error_handlers
-from gateway.routes import auth, mailboxes, messages, send
+from gateway.routes import auth, mailboxes, messages, send, suppressions
 from storage.registry import Storage
 
 __all__ = ["create_app"]
@@ -33,7 +33,7 @@ def create_app(store: Storage) -> FastAPI:
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")
-    for module in (auth, mailboxes, messages, send):
+    for module in (auth, mailboxes, messages, send, suppressions):
         api.include_router(module.router)
     app.include_router(api)
 

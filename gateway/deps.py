@@ -7,12 +7,20 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from postroom.errors import AuthenticationFailed
+from postroom.errors import AuthenticationFailed, Forbidden
 from storage.db.models import User
 from storage.registry import Storage
 from storage.repositories.tokens import authenticate
 
-__all__ = ["CurrentUser", "Store", "bearer_token", "current_user", "get_store"]
+__all__ = [
+    "AdminUser",
+    "CurrentUser",
+    "Store",
+    "admin_user",
+    "bearer_token",
+    "current_user",
+    "get_store",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token")
 
@@ -39,3 +47,13 @@ async def current_user(store: Store, token: Annotated[str, Depends(bearer_token)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def admin_user(user: CurrentUser) -> User:
+    """The signed-in user, if an administrator: for platform-wide data, not one user's."""
+    if not user.is_admin:
+        raise Forbidden("only an administrator may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from postroom.errors import (
     AlreadyExists,
     AuthenticationFailed,
+    Forbidden,
     InvalidInput,
     NotFound,
     PostroomError,
@@ -39,6 +40,7 @@ _STATUS: list[tuple[type[PostroomError], int, str]] = [
     (NotFound, 404, "not_found"),
     (AlreadyExists, 409, "conflict"),
     (AuthenticationFailed, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
     (SchemaOutOfDate, 503, "unavailable"),
     (StorageError, 503, "unavailable"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,8 +15,12 @@ __all__ = [
     "MessageItem",
     "MessageList",
     "Person",
+    "RecipientState",
     "SendAccepted",
     "SendRequest",
+    "SendStatus",
+    "SuppressionList",
+    "SuppressionOut",
     "TokenOut",
 ]
 
@@ -110,3 +115,38 @@ class SendAccepted(BaseModel):
     id: str = Field(description="The outbound message id.")
     message_id: str = Field(description="The id of the copy in your Sent mailbox.")
     status: str = "queued"
+
+
+class RecipientState(BaseModel):
+    address: str
+    state: Literal["queued", "deferred", "delivered", "bounced", "held", "cancelled"]
+    local: bool = Field(description="Delivered into a mailbox here, not over SMTP.")
+    attempts: int = Field(description="SMTP attempts so far for this recipient's domain.")
+    updated_at: datetime
+    reply: str | None = Field(default=None, description="delivered: what the server answered.")
+    last_error: str | None = Field(default=None, description="deferred: why it is waiting.")
+    next_attempt_at: datetime | None = Field(
+        default=None, description="queued or deferred (remote): when it is tried next."
+    )
+    reason: str | None = Field(
+        default=None, description="bounced: the refusal or why we gave up; held: why."
+    )
+
+
+class SendStatus(BaseModel):
+    id: str = Field(description="The outbound message id, as POST /send returned it.")
+    message_id: str | None = Field(description="The id of the copy in your Sent mailbox.")
+    created_at: datetime
+    recipients: list[RecipientState]
+
+
+class SuppressionOut(BaseModel):
+    address: str
+    reason: str
+    source: str = Field(description="What put it here: 'bounce' for a hard bounce.")
+    created_at: datetime
+    expires_at: datetime | None = Field(description="null: until removed.")
+
+
+class SuppressionList(BaseModel):
+    items: list[SuppressionOut]

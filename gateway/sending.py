@@ -16,7 +16,7 @@ from postroom.message import parse_message
 from storage.db.models import Domain, User
 from storage.queues import OUTGOING
 from storage.registry import Storage
-from storage.repositories import inbound
+from storage.repositories import inbound, suppressions
 from storage.repositories.accounts import find_user
 from storage.repositories.mail import save_attachments
 from storage.repositories.outbound import RecordedSend, record_send
@@ -38,6 +38,7 @@ async def send(store: Storage, user: User, request: SendRequest) -> RecordedSend
     async with store.db.session() as session:
         local_domains = set((await session.scalars(select(Domain.name))).all())
         await _check_local_recipients(session, composed, local_domains)
+        await _check_suppressed(session, composed)
 
     parsed = await asyncio.to_thread(parse_message, composed.raw)
     attachment_keys = await save_attachments(store.blobs, parsed)
@@ -72,3 +73,26 @@ async def _check_local_recipients(
         for index, address in enumerate(values):
             if address.rsplit("@", 1)[1] in local and await find_user(session, address) is None:
                 raise InvalidInput(f"{address}: no such user here", field=f"{field}[{index}]")
+
+
+async def _check_suppressed(session: AsyncSession, composed: Composed) -> None:
+    """An address that bounced for good is refused now: sending again would only bounce."""
+    listed = await suppressions.active(session, composed.recipients)
+    if not listed:
+        return
+    for field, values in (("to", composed.to), ("cc", composed.cc), ("bcc", composed.bcc)):
+        for index, address in enumerate(values):
+            if (entry := listed.get(address.lower())) is not None:
+                until = (
+                    f"it expires on {entry.expires_at:%Y-%m-%d %H:%M} UTC or "
+                    if entry.expires_at is not None
+                    else ""
+                )
+                raise InvalidInput(
+                    f"{address} is on the suppression list since "
+                    f"{entry.created_at:%Y-%m-%d %H:%M} UTC ({entry.source}: {entry.reason}); "
+                    f"mail to it is refused until {until}an administrator removes it with "
+                    f"`postroom suppression remove {entry.address}` or "
+                    f"DELETE /api/v1/suppressions/{entry.address}",
+                    field=f"{field}[{index}]",
+                )

@@ -16,12 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from postroom.errors import PostroomError
+from postroom.addresses import normalize_domain
+from postroom.dkim import dns_record
+from postroom.errors import NotFound, PostroomError
 from postroom.runner import ALL_ROLES, run_roles
 from postroom.settings import Settings
 from storage.db.models import Domain, User
 from storage.registry import Storage, open_storage
-from storage.repositories.accounts import add_domain, add_user
+from storage.repositories import suppressions
+from storage.repositories.accounts import add_domain, add_user, hosted_domain
 from storage.schema import check_schema, migrate
 
 __all__ = ["main"]
@@ -48,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     domain.add_parser("add", help="host a new domain").add_argument("name")
     domain.add_parser("list", help="list hosted domains")
+    domain.add_parser(
+        "dkim", help="print the DNS TXT record that publishes a domain's DKIM key"
+    ).add_argument("name")
 
     user = commands.add_parser("user", help="manage users").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -57,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--password", required=True)
     add.add_argument("--admin", action="store_true", help="may manage domains and users")
     user.add_parser("list", help="list users")
+
+    suppression = commands.add_parser(
+        "suppression", help="addresses sends are refused to after a hard bounce"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    suppression.add_parser("list", help="list suppressed addresses (expired ones left out)")
+    suppression.add_parser("remove", help="allow sending to an address again").add_argument(
+        "address"
+    )
     return parser
 
 
@@ -114,8 +128,28 @@ async def _with_storage(settings: Settings, action: Callable[[Storage], Awaitabl
 async def _domain_add(store: Storage, args: argparse.Namespace) -> None:
 
     async with store.db.session() as session, session.begin():
-        domain = await add_domain(session, args.name)
+        domain = await add_domain(session, args.name, dkim_selector=store.settings.dkim_selector)
     print(f"domain {domain.name} added")
+    _print_dkim_record(domain)
+
+
+async def _domain_dkim(store: Storage, args: argparse.Namespace) -> None:
+
+    name = normalize_domain(args.name, field="name")
+    async with store.db.session() as session:
+        domain = await hosted_domain(session, name)
+    if domain is None:
+        raise NotFound(f"domain {name} is not hosted here; see `postroom domain list`")
+    _print_dkim_record(domain)
+
+
+def _print_dkim_record(domain: Domain) -> None:
+    """Tell the admin what to publish: without the record, receivers cannot check signatures."""
+    if domain.dkim_selector is None or domain.dkim_private_key is None:
+        raise NotFound(f"domain {domain.name} has no DKIM key; its mail goes out unsigned")
+    record = dns_record(domain.name, domain.dkim_selector, domain.dkim_private_key)
+    print("publish this DNS TXT record so receivers can verify our DKIM signatures:")
+    print(record.zone_line())
 
 
 async def _domain_list(store: Storage, args: argparse.Namespace) -> None:
@@ -141,11 +175,33 @@ async def _user_list(store: Storage, args: argparse.Namespace) -> None:
             print(f"{address}{' (admin)' if admin else ''}")
 
 
+async def _suppression_list(store: Storage, args: argparse.Namespace) -> None:
+    async with store.db.session() as session:
+        rows = await suppressions.list_all(session)
+    for row in rows:  # one tab-separated line each, for grep and cut
+        until = f"until {row.expires_at:%Y-%m-%d %H:%M}" if row.expires_at else "until removed"
+        since = f"{row.source} {row.created_at:%Y-%m-%d %H:%M}"
+        print(f"{row.address}\t{since}\t{until}\t{row.reason}")
+
+
+async def _suppression_remove(store: Storage, args: argparse.Namespace) -> None:
+    async with store.db.session() as session, session.begin():
+        removed = await suppressions.remove(session, args.address)
+    if not removed:
+        raise NotFound(
+            f"{args.address} is not on the suppression list; see `postroom suppression list`"
+        )
+    print(f"{args.address} removed from the suppression list")
+
+
 _ADMIN: dict[tuple[str, str], Callable[[Storage, argparse.Namespace], Awaitable[None]]] = {
     ("domain", "add"): _domain_add,
     ("domain", "list"): _domain_list,
+    ("domain", "dkim"): _domain_dkim,
     ("user", "add"): _user_add,
     ("user", "list"): _user_list,
+    ("suppression", "list"): _suppression_list,
+    ("suppression", "remove"): _suppression_remove,
 }
 
 if __name__ == "__main__":

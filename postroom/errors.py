@@ -11,6 +11,8 @@ Every error a user can cause or act on is one of these, and its message says wha
     ├── NotFound                  no such thing, or it belongs to someone else
     ├── AlreadyExists             a duplicate of something unique
     ├── AuthenticationFailed      wrong credentials or an expired/revoked token
+    ├── Forbidden                 signed in, but only an administrator may do this
+    ├── ContentCheckUnavailable   the spam/virus checker failed; check again later
     └── StorageError              a backend failed; the operation may be retried
         └── BlobNotFound          a blob key the store does not hold
 
@@ -25,6 +27,8 @@ __all__ = [
     "AuthenticationFailed",
     "BlobNotFound",
     "ConfigurationError",
+    "ContentCheckUnavailable",
+    "Forbidden",
     "InvalidAddress",
     "InvalidHeader",
     "InvalidInput",
@@ -77,6 +81,22 @@ class AlreadyExists(PostroomError):
 
 class AuthenticationFailed(PostroomError):
     """Credentials are wrong, or a token is unknown, expired or revoked."""
+
+
+class Forbidden(PostroomError):
+    """The caller is known but lacks the right: platform-wide data is for administrators.
+
+    A user's own things never raise this; someone else's are a :class:`NotFound`, so that a
+    guessed id reveals nothing.
+    """
+
+
+class ContentCheckUnavailable(PostroomError):
+    """The spam/virus checker could not give a verdict (down, timed out, garbled answer).
+
+    Callers wait and check again instead of passing the message unchecked: a checker that
+    fails open would let through exactly the mail it exists to stop.
+    """
 
 
 class StorageError(PostroomError):

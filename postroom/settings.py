@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         default="opportunistic",
         description="STARTTLS to other servers: use when offered, insist on it, or never.",
     )
+    delivery_attempt_seconds: float = Field(
+        default=1200.0,
+        description="Longest one delivery attempt may take; a crashed worker's delivery is "
+        "retried about this long after the crash.",
+    )
     delivery_concurrency: int = Field(default=8, description="Deliveries one worker runs at once.")
     delivery_connections_per_host: int = Field(
         default=4, description="Concurrent connections one worker opens to one MX host."

@@ -19,9 +19,16 @@ from datetime import datetime, timedelta
 import dns.asyncresolver
 from sqlalchemy import select, update
 
+from postroom.checks import ContentCheck, Verdict
+from postroom.checks.noop import NoopCheck
+from postroom.errors import ContentCheckUnavailable
 from smtp_out.backoff import RetrySchedule
-from smtp_out.delivery import Envelope, Reply, SessionOptions, deliver
-from smtp_out.mx import ResolutionFailed, resolve_targets
+from smtp_out.bounces import FollowUp, Notices, outcomes
+from smtp_out.connections import Connections
+from smtp_out.delivery import Envelope, Reply, deliver
+from smtp_out.dkim import sign_for_sender
+from smtp_out.limits import DeliveryLimits
+from smtp_out.mx import ResolutionFailed, Target, resolve_targets
 from storage.db.models import Delivery, DeliveryRecipient, OutboundMessage
 from storage.db.types import utcnow
 from storage.registry import Storage
@@ -37,14 +44,22 @@ PENDING = ("queued", "deferred")
 class Policy:
     """Everything an attempt needs besides storage and DNS."""
 
-    session: SessionOptions
+    connections: Connections
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    limits: DeliveryLimits = field(default_factory=DeliveryLimits)
+    content_check: ContentCheck = field(default_factory=NoopCheck)
+    """Spam/virus check every message passes once, before its first delivery attempt."""
+    relay: list[Target] | None = None
+    """Smarthost mode: every message goes to these targets instead of the domain's MX."""
     deadline: float = 1200.0
     """Seconds one attempt (DNS and SMTP, all hosts) may take before the rest is deferred."""
+    notices: Notices = field(default_factory=Notices)
+    """When the sender hears of a delay, and how long a hard bounce suppresses an address."""
 
     @property
     def lease(self) -> float:
-        return self.deadline + 30.0
+        """How long a crashed worker's delivery stays taken: the deadline and a little more."""
+        return self.deadline * 1.1 + 5.0
 
 
 def overall_status(statuses: Sequence[str]) -> str:
@@ -89,13 +104,37 @@ async def attempt_delivery(
                 )
             )
         )
+    if recipients and (wait := await policy.limits.wait(delivery.domain)) is not None:
+        log.info(
+            "delivery %s: over the rate for %s; postponed %.0f s",
+            delivery_id,
+            delivery.domain,
+            wait,
+        )
+        await _give_back(store, delivery_id, lease_until, after=wait)
+        return wait
     try:
-        replies = await _deliver(store, delivery.domain, outbound, recipients, resolver, policy)
-        return await _record(store, delivery_id, replies, policy.schedule)
+        replies = await _deliver(
+            store,
+            delivery.domain,
+            outbound,
+            recipients,
+            resolver,
+            policy,
+            check=_needs_check(delivery),
+        )
+    except _Held as held:
+        await _hold(store, delivery_id, held.verdict)
+        return None
     except BaseException:
+        # nothing was accepted: the delivery may be tried again at once
         with contextlib.suppress(Exception):
             await asyncio.shield(_give_back(store, delivery_id, lease_until))
         raise
+    # Servers may have said 250. If recording that fails (a crash, the database gone), the
+    # lease is kept, so the delivery is retried only when it runs out: the one window in
+    # which a message can go out twice, as in every MTA (RFC 1047).
+    return await _record(store, delivery_id, replies, policy)
 
 
 async def _deliver(
@@ -105,15 +144,20 @@ async def _deliver(
     recipients: list[str],
     resolver: dns.asyncresolver.Resolver,
     policy: Policy,
+    *,
+    check: bool = False,
 ) -> dict[str, Reply]:
     if not recipients:
         return {}
     raw = await store.blobs.get(outbound.blob_key)
+    if check and (unchecked := await _check_content(raw, recipients, policy)) is not None:
+        return unchecked
+    raw = await sign_for_sender(store, outbound.sender, raw)
     try:
         async with asyncio.timeout(policy.deadline):
-            targets = await resolve_targets(resolver, domain)
+            targets = policy.relay or await resolve_targets(resolver, domain)
             return await deliver(
-                targets, Envelope(outbound.sender, recipients, raw), policy.session
+                targets, Envelope(outbound.sender, recipients, raw), policy.connections
             )
     except ResolutionFailed as exc:
         reply = Reply(exc.code, f"{exc.status} {exc.message}")
@@ -122,10 +166,86 @@ async def _deliver(
     return dict.fromkeys(recipients, reply)
 
 
-async def _record(
-    store: Storage, delivery_id: str, replies: dict[str, Reply], schedule: RetrySchedule
-) -> float | None:
+CHECK_UNAVAILABLE = Reply(451, "4.7.1 content check unavailable")
+"""What recipients are told while the checker is down: the message waits rather than going
+out unchecked. Deliberately without details, since senders see it; the log has the cause."""
+
+
+class _Held(Exception):
+    """The content check judged the message spam or infected: hold it, send nothing."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+def _needs_check(delivery: Delivery) -> bool:
+    """Whether this attempt runs the content check: once per delivery, before it first goes out.
+
+    No column says "checked", and retries must not check again (spamd time is not free, and a
+    verdict that flipped between attempts would hold mail half delivered), so the row's history
+    tells: a delivery never attempted, or whose last attempt stopped at an unavailable
+    checker, is still unchecked.
+    """
+    return delivery.attempts == 0 or delivery.last_error == str(CHECK_UNAVAILABLE)
+
+
+async def _check_content(
+    raw: bytes, recipients: list[str], policy: Policy
+) -> dict[str, Reply] | None:
+    """None if the message may go; replies deferring everyone if the checker is unavailable.
+
+    Raises _Held for spam or infected mail. The message is checked as the user wrote it,
+    before DKIM signing.
+    """
+    try:
+        verdict = await policy.content_check.check(raw)
+    except ContentCheckUnavailable as exc:
+        log.warning("content check unavailable, delivery deferred: %s", exc.message)
+        return dict.fromkeys(recipients, CHECK_UNAVAILABLE)
+    if not verdict.clean:
+        raise _Held(verdict)
+    return None
+
+
+async def _hold(store: Storage, delivery_id: str, verdict: Verdict) -> None:
+    """Keep the delivery back for good, with the reason where the sender sees it.
+
+    Held is final (not pending): neither retries nor the sweeper pick the delivery up again.
+    The recipients still open are held with the reason as their reply; ``attempts`` stays as
+    it was, since nothing was sent.
+    """
     now = utcnow()
+    async with store.db.session() as session, session.begin():
+        delivery = await session.get_one(Delivery, delivery_id)
+        rows = await session.scalars(
+            select(DeliveryRecipient).where(
+                DeliveryRecipient.delivery_id == delivery_id,
+                DeliveryRecipient.status.in_(PENDING),
+            )
+        )
+        for row in rows:
+            row.status, row.remote_reply, row.updated_at = "held", verdict.reason, now
+        delivery.status = "held"
+        delivery.held_reason = delivery.last_error = verdict.reason
+        delivery.updated_at = delivery.next_attempt_at = now
+    log.warning("delivery %s to %s: held, %s", delivery_id, delivery.domain, verdict.reason)
+
+
+async def _record(
+    store: Storage, delivery_id: str, replies: dict[str, Reply], policy: Policy
+) -> float | None:
+    """Record the replies; a DSN blob for the sender is written first (see smtp_out.bounces)."""
+    now, schedule = utcnow(), policy.schedule
+    async with store.db.session() as session:  # the lease keeps both rows ours meanwhile
+        delivery = await session.get_one(Delivery, delivery_id)
+        outbound = await session.get_one(OutboundMessage, delivery.outbound_id)
+    results = outcomes(
+        replies, give_up=schedule.expired(delivery.created_at, now), schedule=schedule
+    )
+    follow_up = await FollowUp.prepare(
+        store, delivery, outbound, results, policy.notices, schedule, now
+    )
     async with store.db.session() as session, session.begin():
         delivery = await session.get_one(Delivery, delivery_id)
         rows = list(
@@ -133,20 +253,18 @@ async def _record(
                 select(DeliveryRecipient).where(DeliveryRecipient.delivery_id == delivery_id)
             )
         )
-        give_up = schedule.expired(delivery.created_at, now)
         for row in rows:
-            if (reply := replies.get(row.address)) is None:
+            if (result := results.get(row.address)) is None:
                 continue
-            row.status, row.remote_reply, row.updated_at = reply.status, str(reply), now
-            if row.status == "deferred" and give_up:
-                row.status = "bounced"
-                row.remote_reply = f"gave up after {schedule.describe_limit()}: {reply}"
+            row.status, row.remote_reply, row.updated_at = result.status, result.text, now
         delivery.status = overall_status([row.status for row in rows])
         delivery.attempts += 1
         delivery.last_error = _last_error(rows)
         delivery.updated_at = now
         delay = schedule.delay(delivery.attempts) if delivery.status == "deferred" else None
         delivery.next_attempt_at = now + timedelta(seconds=delay or 0.0)
+        await follow_up.record(session, delivery, policy.notices, now)
+    await follow_up.after_commit(store)
     log.info(
         "delivery %s to %s: %s after attempt %d%s",
         delivery_id,
@@ -167,11 +285,13 @@ def _last_error(rows: Sequence[DeliveryRecipient]) -> str | None:
     return None
 
 
-async def _give_back(store: Storage, delivery_id: str, lease_until: datetime) -> None:
-    """End our lease early (after a failure or a shutdown) so the delivery is due again now."""
+async def _give_back(
+    store: Storage, delivery_id: str, lease_until: datetime, *, after: float = 0.0
+) -> None:
+    """End our lease early (a failure, a shutdown, a rate limit): due again ``after`` seconds."""
     async with store.db.session() as session, session.begin():
         await session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.next_attempt_at == lease_until)
-            .values(next_attempt_at=utcnow())
+            .values(next_attempt_at=utcnow() + timedelta(seconds=after))
         )

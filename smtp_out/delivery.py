@@ -5,23 +5,21 @@ refusing another is recorded exactly as it answered. A host that fails before th
 starts (no connection, a 4xx/5xx greeting, a refused EHLO) is skipped for the next one, as
 RFC 5321 5.1 asks; once MAIL FROM is sent, the answers of that host are the result.
 
-TLS is opportunistic (RFC 3207, as most MTAs do it): used when offered, certificates not
-checked, because refusing an unverifiable certificate would only push the mail to plaintext.
-A host whose STARTTLS fails is tried once more without it.
+Connections (reuse, per-host caps, TLS modes, AUTH) are :mod:`smtp_out.connections`' job.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 
 import aiosmtplib
 
+from smtp_out.connections import Connections, HostUnavailable, Lease, SessionOptions
 from smtp_out.mx import Target
 
-__all__ = ["Envelope", "Reply", "SessionOptions", "deliver"]
+__all__ = ["Envelope", "Reply", "deliver"]
 
 log = logging.getLogger(__name__)
 
@@ -53,102 +51,37 @@ class Envelope:
     message: bytes
 
 
-@dataclass(frozen=True)
-class SessionOptions:
-    """How to talk to peers. Timeouts follow Postfix's defaults, themselves after RFC 5321."""
-
-    port: int
-    helo: str
-    connect_timeout: float = 30.0
-    command_timeout: float = 300.0
-    data_timeout: float = 600.0
-    quit_timeout: float = 10.0
-
-
-class _HostUnavailable(Exception):
-    """The host could not start a transaction; nothing was sent, the next host may work."""
-
-
-class _TLSFailed(_HostUnavailable):
-    """STARTTLS was offered but did not work; the same host may work without it."""
-
-
 async def deliver(
-    targets: Sequence[Target], envelope: Envelope, options: SessionOptions
+    targets: Sequence[Target], envelope: Envelope, connections: Connections
 ) -> dict[str, Reply]:
     """Each recipient's reply from the first host that started a transaction."""
     failures: list[str] = []
     for target in targets:
         try:
-            try:
-                return await _session(target, envelope, options, tls=True)
-            except _TLSFailed as exc:
-                log.info("%s: STARTTLS failed (%s); trying without TLS", target, exc)
-                return await _session(target, envelope, options, tls=False)
-        except _HostUnavailable as exc:
+            async with connections.lease(target) as lease:
+                return await _transaction(lease, envelope, connections.options)
+        except HostUnavailable as exc:
             log.info("%s: %s; trying the next mail host", target, exc)
             failures.append(f"{target}: {exc}")
-    reason = failures[-1] if failures else "no mail host to try"
+    reason = "; ".join(failures) if failures else "no mail host to try"
     return dict.fromkeys(envelope.recipients, Reply(451, f"4.4.1 {reason}"))
 
 
-async def _session(
-    target: Target, envelope: Envelope, options: SessionOptions, *, tls: bool
-) -> dict[str, Reply]:
-    client = aiosmtplib.SMTP(
-        hostname=target.address,
-        port=options.port,
-        local_hostname=options.helo,
-        timeout=options.command_timeout,
-        start_tls=False,
-        validate_certs=False,
-    )
-    try:
-        await _open(client, target, options, tls=tls)
-        replies = await _transaction(client, target, envelope, options)
-    except BaseException:
-        client.close()  # no polite QUIT: it could hold up a cancellation
-        raise
-    if client.is_connected:
-        with suppress(aiosmtplib.SMTPException, OSError):
-            await client.quit(timeout=options.quit_timeout)
-    client.close()
-    return replies
-
-
-async def _open(
-    client: aiosmtplib.SMTP, target: Target, options: SessionOptions, *, tls: bool
-) -> None:
-    """Connect, read the greeting, introduce ourselves, and upgrade to TLS if we can."""
-    try:
-        await client.connect(timeout=options.connect_timeout)
-        await _hello(client)
-    except aiosmtplib.SMTPResponseException as exc:
-        raise _HostUnavailable(f"{exc.code} {exc.message}") from exc
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise _HostUnavailable(str(exc)) from exc
-    if not (tls and client.supports_extension("starttls")):
-        return
-    try:
-        await client.starttls(server_hostname=target.host)
-        await _hello(client)
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise _TLSFailed(str(exc)) from exc
-
-
-async def _hello(client: aiosmtplib.SMTP) -> None:
-    try:
-        await client.ehlo()
-    except aiosmtplib.SMTPHeloError:
-        await client.helo()  # a pre-ESMTP server
-
-
 async def _transaction(
-    client: aiosmtplib.SMTP, target: Target, envelope: Envelope, options: SessionOptions
+    lease: Lease, envelope: Envelope, options: SessionOptions
 ) -> dict[str, Reply]:
     """MAIL, one RCPT per recipient, DATA once if anyone was accepted."""
+    client, target = lease.client, lease.target
     replies: dict[str, Reply] = {}
     recipients = list(envelope.recipients)
+    limit = _size_limit(client)
+    if limit is not None and len(envelope.message) > limit:
+        too_big = Reply(
+            552,
+            f"5.3.4 the message is {len(envelope.message)} bytes; {target} "
+            f"accepts at most {limit} (RFC 1870)",
+        )
+        return dict.fromkeys(recipients, too_big)
     utf8 = not (envelope.sender.isascii() and all(r.isascii() for r in recipients))
     if utf8 and not client.supports_extension("smtputf8"):
         refused = Reply(553, f"5.6.7 {target} does not support internationalized addresses")
@@ -183,10 +116,18 @@ async def _transaction(
             reply = Reply(exc.code, exc.message)
         replies.update(dict.fromkeys(accepted, reply))
     except (aiosmtplib.SMTPException, OSError) as exc:
-        # Lost the connection or timed out mid-transaction: whoever has no answer yet waits.
+        # Lost the connection or timed out mid-transaction: whoever has no answer yet waits,
+        # and the connection, in an unknown state, is not reused.
+        lease.discard()
         lost = Reply(451, f"4.4.2 {target}: {exc}")
         replies.update((r, lost) for r in recipients if r not in replies)
     return replies
+
+
+def _size_limit(client: aiosmtplib.SMTP) -> int | None:
+    """The largest message the server says it takes (SIZE, RFC 1870); None when unsaid."""
+    value = client.esmtp_extensions.get("size", "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else None
 
 
 def _mail_options(client: aiosmtplib.SMTP, envelope: Envelope, utf8: bool) -> list[str]:

@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql.dml import Insert
 
-__all__ = ["Database", "insert_ignoring_duplicates", "open_postgresql", "open_sqlite"]
+__all__ = [
+    "Database",
+    "insert_ignoring_duplicates",
+    "insert_or_update",
+    "open_postgresql",
+    "open_sqlite",
+]
 
 _INSERTS: dict[str, Callable[[Any], Insert]] = {
     "sqlite": sqlite.insert,
@@ -34,6 +40,23 @@ def insert_ignoring_duplicates(session: AsyncSession, model: Any) -> Insert:
     insert = _INSERTS[session.get_bind().dialect.name]
     statement: Insert = insert(model).on_conflict_do_nothing()  # type: ignore[attr-defined]
     return statement
+
+
+def insert_or_update(
+    session: AsyncSession, model: Any, values: dict[str, Any], *, key: list[str]
+) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` setting ``values`` again: an atomic upsert.
+
+    Both engines spell it the same way; a select-then-insert would race another writer into
+    a unique violation that rolls back the caller's whole transaction.
+    """
+    insert = _INSERTS[session.get_bind().dialect.name]
+    changed = {name: value for name, value in values.items() if name not in key}
+    statement: Insert = insert(model).values(values)
+    upsert: Insert = statement.on_conflict_do_update(  # type: ignore[attr-defined]
+        index_elements=key, set_=changed
+    )
+    return upsert
 
 
 class Database:

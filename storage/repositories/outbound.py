@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.errors import NotFound
 from postroom.message import ParsedMessage
 from storage.db.models import Delivery, DeliveryRecipient, InboundMessage, OutboundMessage, User
 from storage.repositories import inbound
 from storage.repositories.accounts import mailbox_by_role
 from storage.repositories.mail import add_copy, register_blob, store_content
 
-__all__ = ["RecordedSend", "record_send"]
+__all__ = ["RecordedSend", "record_send", "send_status"]
 
 
 @dataclass
@@ -85,3 +87,23 @@ async def record_send(
             result.remote.append(delivery)
     await session.flush()
     return result
+
+
+async def send_status(
+    session: AsyncSession, user_id: str, outbound_id: str
+) -> tuple[OutboundMessage, list[tuple[Delivery, DeliveryRecipient]]]:
+    """A send of ``user_id`` with each recipient and its delivery; someone else's is NotFound."""
+    outbound = await session.scalar(
+        select(OutboundMessage).where(
+            OutboundMessage.id == outbound_id, OutboundMessage.user_id == user_id
+        )
+    )
+    if outbound is None:
+        raise NotFound(f"no send {outbound_id}")
+    rows = await session.execute(
+        select(Delivery, DeliveryRecipient)
+        .join(DeliveryRecipient, DeliveryRecipient.delivery_id == Delivery.id)
+        .where(Delivery.outbound_id == outbound.id)
+        .order_by(DeliveryRecipient.address)
+    )
+    return outbound, [(delivery, recipient) for delivery, recipient in rows.tuples()]

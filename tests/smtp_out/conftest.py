@@ -175,6 +175,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     content: bytes
+    peer: Any = None
+    """The client's (address, port): one per connection, so it tells connections apart."""
 
 
 @dataclass
@@ -203,6 +205,7 @@ class Recorder:
                 mail_from=envelope.mail_from,
                 rcpt_tos=list(envelope.rcpt_tos),
                 content=envelope.content,
+                peer=session.peer,
             )
         )
         return self.data_reply
@@ -303,9 +306,9 @@ async def store(
         await opened.close()
 
 
-async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
+async def eventually(condition: Callable[[], Awaitable[bool]], limit: float = 30) -> None:
     """Wait for a condition on what a user would see (the database), polling it."""
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(limit):
         while True:
             if await condition():
                 return
@@ -328,6 +331,7 @@ class Mail:
         until: Callable[[], Awaitable[bool]] | None = None,
         *,
         configure: Callable[[DeliveryWorker], None] | None = None,
+        limit: float = 30,
     ) -> None:
         """Run a worker until ``until`` holds (default: no remote recipient still queued)."""
         worker = DeliveryWorker(self.store)
@@ -335,7 +339,7 @@ class Mail:
             configure(worker)
         await worker.start()
         try:
-            await eventually(until or self.attempted)
+            await eventually(until or self.attempted, limit)
         finally:
             await worker.stop(5.0)
 

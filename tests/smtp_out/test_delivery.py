@@ -5,7 +5,8 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from smtp_out.delivery import Envelope, Reply, SessionOptions, deliver
+from smtp_out.connections import Connections, SessionOptions
+from smtp_out.delivery import Envelope, Reply, deliver
 from smtp_out.mx import Target
 from tests.smtp_out.conftest import MX1, MX2, Peers
 
@@ -13,8 +14,8 @@ MESSAGE = b"From: alice@postroom.test\r\nSubject: hi\r\n\r\nHello.\r\n.leading d
 TARGETS = [Target("mx1.remote.test", MX1), Target("mx2.remote.test", MX2)]
 
 
-def options(port: int, **timeouts: float) -> SessionOptions:
-    return SessionOptions(port=port, helo="postroom.test", **timeouts)
+def options(port: int, **timeouts: float) -> Connections:
+    return Connections(SessionOptions(port=port, helo="postroom.test", **timeouts))
 
 
 def envelope(*recipients: str) -> Envelope:
