@@ -8,19 +8,15 @@ one port the settings name as ``delivery_port``, as mail hosts on port 25 would 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import dns.resolver
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
@@ -34,6 +30,7 @@ from storage.registry import Storage, open_storage
 from storage.repositories.accounts import add_domain, add_user
 from storage.repositories.outbound import RecordedSend
 from storage.schema import migrate
+from tests.support.dnsmasq import Dnsmasq, DnsmasqFailed, free_port
 from tests.support.services import require
 
 MX1, MX2, BARE = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -54,77 +51,23 @@ ZONE = [
 """Any other name under .test is NXDOMAIN; names elsewhere are REFUSED (no upstream)."""
 
 
-def _free_port(addresses: tuple[str, ...], kinds: tuple[int, ...]) -> int:
-    """A port free on every address for every socket kind given."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kinds[0]) as probe:
-            probe.bind((addresses[0], 0))
-            port = int(probe.getsockname()[1])
-        with contextlib.ExitStack() as stack:
-            try:
-                for address in addresses:
-                    for kind in kinds:
-                        sock = stack.enter_context(socket.socket(socket.AF_INET, kind))
-                        sock.bind((address, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no port free on all of {addresses}")
-
-
 @pytest.fixture(scope="session")
 def dns_port() -> Iterator[int]:
-    binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
-    require(binary is not None, "dnsmasq is not installed (Debian: dnsmasq-base)")
-    assert binary is not None
-    port = _free_port(("127.0.0.1",), (socket.SOCK_DGRAM, socket.SOCK_STREAM))
-    command = [
-        binary,
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        f"--port={port}",
-        "--local=/test/",
-        "--pid-file=",
-        "--user=root",
-        *ZONE,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_for_dns(process, port)
-        yield port
+        server = Dnsmasq()
+        server.start(ZONE, probe="mx1.remote.test")
+    except DnsmasqFailed as exc:
+        require(False, str(exc))
+        raise
+    try:
+        yield server.port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
-
-
-def _wait_for_dns(process: subprocess.Popen[bytes], port: int) -> None:
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = ["127.0.0.1"]
-    resolver.port = port
-    resolver.lifetime = 0.5
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            require(False, f"dnsmasq did not start: {error.strip()}")
-        with contextlib.suppress(dns.exception.DNSException):
-            resolver.resolve("mx1.remote.test", "A")
-            return
-    require(False, "dnsmasq started but does not answer")
+        server.stop()
 
 
 @pytest.fixture
 def delivery_port() -> int:
-    return _free_port((MX1, MX2, BARE), (socket.SOCK_STREAM,))
+    return free_port((MX1, MX2, BARE))
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,7 @@ settings named beforehand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,74 +28,20 @@ from storage.registry import Storage, open_storage
 from storage.repositories.accounts import add_domain, add_user
 from storage.repositories.mail import register_blob
 from storage.schema import migrate
-from tests.smtp_out.conftest import MX1, ZONE, Mail, Peers, Recorder, _free_port
+from tests.smtp_out.conftest import MX1, ZONE, Mail, Peers, Recorder
+from tests.support.dnsmasq import Dnsmasq, DnsmasqFailed
 from tests.support.services import require
 
 PASSWORD = "a long password"
 
 
-class Dnsmasq:
-    """A dnsmasq on a port chosen now, started later with the records known by then."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = _free_port(("127.0.0.1",), (socket.SOCK_DGRAM, socket.SOCK_STREAM))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, records: list[str], probe: str) -> None:
-        """Serve ``records`` and return once ``probe`` (a TXT name) is answered."""
-        command = [
-            self.binary,
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            f"--port={self.port}",
-            "--local=/test/",
-            "--pid-file=",
-            "--user=root",
-            *records,
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        resolver = self.resolver()
-        resolver.lifetime = 0.5
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                stderr = self.process.stderr
-                error = stderr.read().decode(errors="replace") if stderr else ""
-                require(False, f"dnsmasq did not start: {error.strip()}")
-            with contextlib.suppress(dns.exception.DNSException):
-                resolver.resolve(probe, "TXT")
-                return
-        require(False, "dnsmasq started but does not answer")
-
-    def resolver(self) -> dns.resolver.Resolver:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = ["127.0.0.1"]
-        resolver.port = self.port
-        return resolver
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-
-
 @pytest.fixture
 def dnsmasq() -> Iterator[Dnsmasq]:
-    binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
-    require(binary is not None, "dnsmasq is not installed (Debian: dnsmasq-base)")
-    assert binary is not None
-    server = Dnsmasq(binary)
+    try:
+        server = Dnsmasq()
+    except DnsmasqFailed as exc:
+        require(False, str(exc))
+        raise
     try:
         yield server
     finally:
@@ -165,7 +106,7 @@ async def world(
         record = dns_record(example.name, example.dkim_selector, example.dkim_private_key)
         # One argument per DNS string, as the admin is told to publish it.
         txt = f"--txt-record={record.name},{','.join(record.strings)}"
-        await asyncio.to_thread(dnsmasq.start, [*ZONE, txt], record.name)
+        await asyncio.to_thread(dnsmasq.start, [*ZONE, txt], record.name, "TXT")
         yield World(
             store=store,
             record=record,

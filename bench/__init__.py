@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench/NAME/run.py`` prints Markdown and writes ``bench/results/NAME.md``."""

@@ -1,0 +1,1 @@
+"""bench/outbound: delivery throughput of mail queued through the API."""

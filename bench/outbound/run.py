@@ -1,0 +1,406 @@
+"""bench/outbound: how fast postroom delivers mail queued through its API.
+
+N messages of about 2 KB are posted to ``POST /api/v1/send``, each to a recipient at
+``bench.test``, whose MX (served by dnsmasq) is Postfix's ``smtp-sink`` on 127.0.0.2. postroom's
+rate is N over the time from the first POST to the sink having received all N. In the same run,
+to the same sink, over the same number of connections:
+
+- **aiosmtplib loop**: the same messages sent by a plain loop of aiosmtplib clients, each
+  connection reused for message after message. Nothing is stored, so this is the ceiling of
+  the client side (Python, asyncio, aiosmtplib) on this machine.
+- **Postfix**: a private Postfix instance (Debian defaults, its own queue in a temporary
+  directory) takes the same messages over SMTP and relays them to the sink; timed from the
+  first message handed to it to the sink having all N.
+
+Targets (issue 4 point 13): postroom at least 0.7x the aiosmtplib ceiling and at least 1.0x
+Postfix. They are reported, not asserted: the run exits 0 either way.
+
+    .venv/bin/python -m bench.outbound.run [--messages 5000] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.support import (
+    RESULTS,
+    Dnsmasq,
+    Message,
+    PostfixRelay,
+    PostfixUnavailable,
+    SmtpSink,
+    markdown_table,
+    note,
+    running_postroom,
+    smtp_send_all,
+    write_result,
+)
+from tests.support.platform import Platform
+
+SINK = "127.0.0.2"
+DOMAIN = "bench.test"
+SENDER_DOMAIN = "sender.test"
+SENDER = f"bench@{SENDER_DOMAIN}"
+STALL_SECONDS = 120.0
+"""Give up waiting for the sink when no message arrived for this long."""
+
+LINE = "The quick brown fox jumps over the lazy dog while the queue keeps moving. "
+
+
+@dataclass
+class Result:
+    system: str
+    messages: int
+    seconds: float | None
+    """None: not all messages arrived (see ``delivered``)."""
+    delivered: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        return self.messages / self.seconds if self.seconds else None
+
+
+def make_messages(count: int, size: int) -> list[Message]:
+    """``count`` messages whose RFC 5322 form is about ``size`` bytes."""
+    sample = Message(SENDER, f"rcpt0@{DOMAIN}", "bench message 0", "")
+    headers = len(sample.as_bytes("mx.postroom.test"))
+    body_lines = max(1, (size - headers) // len(LINE + "\n"))
+    text = "\n".join(f"{n:04d} {LINE}"[: len(LINE)] for n in range(body_lines)) + "\n"
+    return [Message(SENDER, f"rcpt{i}@{DOMAIN}", f"bench message {i}", text) for i in range(count)]
+
+
+# -- the baseline ---------------------------------------------------------------------------
+
+
+async def aiosmtplib_loop(sink: SmtpSink, messages: list[Message], connections: int) -> Result:
+    raw = [(m.sender, m.recipient, m.as_bytes("client.bench.test")) for m in messages]
+    goal = sink.count + len(messages)
+    began = time.perf_counter()
+    await smtp_send_all(sink.address, sink.port, raw, connections)
+    done = await sink.wait_for(goal, STALL_SECONDS)
+    return Result(
+        f"aiosmtplib loop, {connections} connections (client-side ceiling)",
+        len(messages),
+        None if done is None else done - began,
+        len(messages) - (goal - sink.count),
+    )
+
+
+# -- postroom -------------------------------------------------------------------------------
+
+
+@dataclass
+class Posted:
+    accepted: int = 0
+    throttled: int = 0
+    refused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def post_all(
+    platform: Platform, token: str, messages: list[Message], concurrency: int, posted: Posted
+) -> None:
+    """POST every message to /api/v1/send from ``concurrency`` clients; 429s are retried."""
+    waiting = deque(messages)
+    began = time.perf_counter()
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{platform.http_port}/api/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        timeout=120,
+    ) as client:
+
+        async def one_client() -> None:
+            while waiting:
+                message = waiting.popleft()
+                while True:
+                    response = await client.post("/send", json=message.as_json())
+                    if response.status_code != 429:
+                        break
+                    posted.throttled += 1
+                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                if response.status_code == 202:
+                    posted.accepted += 1
+                else:
+                    posted.refused.append(f"{response.status_code} {response.text[:200]}")
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(one_client())
+    posted.seconds = time.perf_counter() - began
+
+
+async def show_progress(posted: Posted, sink: SmtpSink, goal: int) -> None:
+    """Every 30 s, how far the POSTs and the deliveries have got (a full run takes a while)."""
+    began = time.perf_counter()
+    while True:
+        await asyncio.sleep(30)
+        note(
+            f"postroom: {time.perf_counter() - began:.0f} s: {posted.accepted} POSTs accepted,"
+            f" {sink.count - goal} delivered"
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_profile(pid: int) -> subprocess.Popen[bytes] | None:
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    if py_spy is None:
+        note("--profile: py-spy is not installed (pip install py-spy); running without")
+        return None
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    output = RESULTS / "outbound-postroom.svg"
+    note(f"profiling postroom (pid {pid}) into {output}")
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--rate", "100", "--output", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profile(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+
+
+def postroom_run(
+    sink: SmtpSink,
+    dns: Dnsmasq,
+    messages: list[Message],
+    args: argparse.Namespace,
+) -> tuple[Result, Result]:
+    """The delivered rate and, as a second row, the API enqueue rate (202s per second)."""
+    env = {
+        "POSTROOM_DNS_NAMESERVERS": dns.nameserver,
+        "POSTROOM_DELIVERY_PORT": str(sink.port),
+        "POSTROOM_DELIVERY_CONCURRENCY": str(args.connections),
+        "POSTROOM_DELIVERY_CONNECTIONS_PER_HOST": str(args.connections),
+    }
+    with running_postroom(env, args.database, SENDER_DOMAIN, [SENDER]) as platform:
+        token = platform.token(SENDER)
+        assert platform.process is not None
+        pid = platform.process.pid
+        profiler = start_profile(pid) if args.profile else None
+        cpu_before, own_before = cpu_seconds(pid), own_cpu_seconds()
+        goal = sink.count
+
+        posted = Posted()
+
+        async def measure() -> tuple[float, float | None]:
+            progress = asyncio.create_task(show_progress(posted, sink, goal))
+            began = time.perf_counter()
+            await post_all(platform, token, messages, args.api_concurrency, posted)
+            done = await sink.wait_for(goal + posted.accepted, STALL_SECONDS)
+            progress.cancel()
+            return began, done
+
+        try:
+            began, done = asyncio.run(measure())
+            cpu = cpu_seconds(pid) - cpu_before
+        finally:
+            stop_profile(profiler)
+        own = own_cpu_seconds() - own_before
+        log = platform.log()
+    delivered = sink.count - goal
+    seconds = None if done is None or posted.refused else done - began
+    notes = [
+        f"postroom used {cpu:.1f} s of CPU ({1000 * cpu / max(delivered, 1):.1f} ms a message);"
+        f" the API client and sink reader {own:.1f} s",
+    ]
+    if posted.refused:
+        notes.append(f"{len(posted.refused)} POSTs refused, first: {posted.refused[0]}")
+    if posted.throttled:
+        notes.append(f"{posted.throttled} POSTs answered 429 and were retried")
+    deferred = sum(" deferred " in line for line in log.splitlines())
+    if deferred:
+        notes.append(f"{deferred} log lines mention a deferred delivery")
+    swept = sum(int(n) for n in re.findall(r"re-enqueued (\d+) outgoing", log))
+    if swept:
+        notes.append(f"the sweeper re-enqueued {swept} outgoing jobs (work due for over a minute)")
+    if done is None:
+        notes.append(f"only {delivered} of {posted.accepted} arrived; gave up waiting")
+    delivery = Result(
+        f"postroom, {args.connections} delivery connections (API to delivered)",
+        len(messages),
+        seconds,
+        delivered,
+        notes,
+    )
+    enqueue = Result(
+        f"postroom API enqueue only ({args.api_concurrency} concurrent POSTs)",
+        posted.accepted,
+        posted.seconds,
+        posted.accepted,
+    )
+    return delivery, enqueue
+
+
+# -- Postfix --------------------------------------------------------------------------------
+
+
+def postfix_run(sink: SmtpSink, messages: list[Message], args: argparse.Namespace) -> Result:
+    raw = [(m.sender, m.recipient, m.as_bytes("client.bench.test")) for m in messages]
+    with PostfixRelay(sink.address, sink.port, args.connections) as postfix:
+        goal = sink.count + len(messages)
+
+        async def measure() -> tuple[float, float, float | None]:
+            began = time.perf_counter()
+            await smtp_send_all("127.0.0.1", postfix.port, raw, args.api_concurrency)
+            injected = time.perf_counter()
+            return began, injected, await sink.wait_for(goal, STALL_SECONDS)
+
+        began, injected, done = asyncio.run(measure())
+        log = postfix.log()
+    delivered = len(messages) - (goal - sink.count)
+    notes = [
+        f"injection over {args.api_concurrency} SMTP connections took {injected - began:.1f} s",
+    ]
+    if done is None:
+        last = [line for line in log.splitlines() if "status=" in line][-1:]
+        notes.append(f"only {delivered} arrived; gave up waiting; last: {last}")
+    return Result(
+        f"Postfix {postfix.version}, {args.connections} connections (SMTP in to relayed)",
+        len(messages),
+        None if done is None else done - began,
+        delivered,
+        notes,
+    )
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def ratio(result: Result, base: Result | None) -> str:
+    if result.rate is None or base is None or base.rate is None:
+        return "-"
+    return f"{result.rate / base.rate:.2f}x"
+
+
+def report(
+    results: Sequence[Result],
+    ceiling: Result,
+    postroom: Result,
+    postfix: Result | None,
+    postfix_missing: str | None,
+    args: argparse.Namespace,
+    size: int,
+    load: tuple[float, float],
+) -> str:
+    rows = []
+    for result in results:
+        rows.append(
+            [
+                result.system,
+                str(result.messages),
+                f"{result.seconds:.2f}" if result.seconds else f"({result.delivered} arrived)",
+                f"{result.rate:.0f}" if result.rate else "-",
+                ratio(result, ceiling),
+                ratio(result, postfix),
+            ]
+        )
+    if postfix_missing:
+        rows.append([f"postfix: unavailable ({postfix_missing})", "", "", "", "", ""])
+    table = markdown_table(
+        ["system", "messages", "seconds", "msgs/s", "vs aiosmtplib", "vs Postfix"], rows
+    )
+
+    def target(name: str, base: Result | None, wanted: float) -> str:
+        if base is None or base.rate is None or postroom.rate is None:
+            return f"- postroom ≥ {wanted}x {name}: not measured"
+        got = postroom.rate / base.rate
+        verdict = "met" if got >= wanted else "missed"
+        return f"- postroom ≥ {wanted}x {name}: {got:.2f}x, **{verdict}**"
+
+    notes = [f"- {result.system}: {text}" for result in results for text in result.notes]
+    return "\n".join(
+        [
+            "## outbound: API to delivered, against an aiosmtplib loop and Postfix",
+            "",
+            f"{args.messages} messages of {size} bytes, one recipient each, to smtp-sink on"
+            f" {SINK} (MX of {DOMAIN} via dnsmasq); {args.connections} connections to the sink;"
+            f" {args.api_concurrency} concurrent API clients; postroom database:"
+            f" {args.database}; {os.cpu_count()} CPUs, load average {load[0]:.1f} before and"
+            f" {load[1]:.1f} after. Seconds run from the first message handed over to the sink"
+            " having them all.",
+            "",
+            table,
+            "Targets (issue 4 point 13), reported, not asserted:",
+            "",
+            target("the aiosmtplib ceiling", ceiling, 0.7),
+            target("Postfix", postfix, 1.0),
+            "",
+            *(["Notes:", "", *notes, ""] if notes else []),
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.outbound.run", description=__doc__)
+    parser.add_argument("--messages", type=int, default=5000, help="messages to send (5000)")
+    parser.add_argument("--size", type=int, default=2048, help="bytes a message (2048)")
+    parser.add_argument(
+        "--connections", type=int, default=8, help="connections to the sink, for all (8)"
+    )
+    parser.add_argument(
+        "--api-concurrency", type=int, default=20, help="concurrent POSTs / injections (20)"
+    )
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy flame graph of postroom into bench/results"
+    )
+    args = parser.parse_args(argv)
+
+    messages = make_messages(args.messages, args.size)
+    size = len(messages[0].as_bytes("client.bench.test"))
+    records = [f"--mx-host={DOMAIN},mx.{DOMAIN},10", f"--host-record=mx.{DOMAIN},{SINK}"]
+    postfix: Result | None = None
+    postfix_missing: str | None = None
+    load_before = os.getloadavg()[0]
+    with Dnsmasq() as dns, SmtpSink(SINK) as sink:
+        dns.start(records, probe=f"mx.{DOMAIN}")
+        note(f"aiosmtplib loop: {args.messages} messages over {args.connections} connections")
+        ceiling = asyncio.run(aiosmtplib_loop(sink, messages, args.connections))
+        note(f"postroom: {args.messages} POSTs, then waiting for the sink")
+        postroom, enqueue = postroom_run(sink, dns, messages, args)
+        note("Postfix: a private instance relaying to the sink")
+        try:
+            postfix = postfix_run(sink, messages, args)
+        except PostfixUnavailable as exc:
+            postfix_missing = str(exc)
+            note(f"postfix: unavailable ({exc})")
+    results = [ceiling, postroom, enqueue, *([postfix] if postfix else [])]
+    load = (load_before, os.getloadavg()[0])
+    markdown = report(results, ceiling, postroom, postfix, postfix_missing, args, size, load)
+    print(markdown)
+    note(f"written to {write_result('outbound', markdown)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
