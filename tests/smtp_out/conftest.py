@@ -26,12 +26,12 @@ from gateway.sending import send
 from postroom.settings import Settings
 from smtp_out.worker import DeliveryWorker
 from storage.db.models import Delivery, DeliveryRecipient, QueueJob, User
-from storage.registry import Storage, open_storage
+from storage.registry import Storage
 from storage.repositories.accounts import add_domain, add_user
 from storage.repositories.outbound import RecordedSend
-from storage.schema import migrate
 from tests.support.dnsmasq import Dnsmasq, DnsmasqFailed, free_port
 from tests.support.services import require
+from tests.support.stores import migrated_storage
 
 MX1, MX2, BARE = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 
@@ -241,12 +241,8 @@ async def store(
         dns_nameservers=f"127.0.0.1:{dns_port}",
         hostname="postroom.test",
     )
-    await asyncio.to_thread(migrate, settings.database_url)
-    opened = open_storage(settings)
-    try:
+    async with migrated_storage(settings) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], limit: float = 30) -> None:

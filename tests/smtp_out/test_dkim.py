@@ -24,13 +24,13 @@ from sqlalchemy import update
 from postroom.dkim import DkimRecord, dns_record
 from postroom.settings import Settings
 from storage.db.models import Domain, OutboundMessage
-from storage.registry import Storage, open_storage
+from storage.registry import Storage
 from storage.repositories.accounts import add_domain, add_user
 from storage.repositories.mail import register_blob
-from storage.schema import migrate
 from tests.smtp_out.conftest import MX1, ZONE, Mail, Peers, Recorder
 from tests.support.dnsmasq import Dnsmasq, DnsmasqFailed
 from tests.support.services import require
+from tests.support.stores import migrated_storage
 
 PASSWORD = "a long password"
 
@@ -93,9 +93,7 @@ async def world(
         dns_nameservers=f"127.0.0.1:{dnsmasq.port}",
         hostname="postroom.test",
     )
-    await asyncio.to_thread(migrate, settings.database_url)
-    store = open_storage(settings)
-    try:
+    async with migrated_storage(settings) as store:
         async with store.db.session() as session, session.begin():
             example = await add_domain(session, "example.test")
             ann = await add_user(session, "ann@example.test", PASSWORD)
@@ -115,8 +113,6 @@ async def world(
             ann=Mail(store, ann),
             carol=Mail(store, carol),
         )
-    finally:
-        await store.close()
 
 
 async def _delivered(mail: Mail) -> None:
