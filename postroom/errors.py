@@ -9,6 +9,7 @@ Every error a user can cause or act on is one of these, and its message says wha
     │   ├── InvalidAddress        not a usable mail address
     │   └── InvalidHeader         a header value that would allow injection
     ├── NotFound                  no such thing, or it belongs to someone else
+    ├── ChangesExpired            a change-log position too old (or unknown): resync
     ├── AlreadyExists             a duplicate of something unique
     ├── AuthenticationFailed      wrong credentials or an expired/revoked token
     ├── Forbidden                 signed in, but only an administrator may do this
@@ -26,6 +27,7 @@ __all__ = [
     "AlreadyExists",
     "AuthenticationFailed",
     "BlobNotFound",
+    "ChangesExpired",
     "ConfigurationError",
     "ContentCheckUnavailable",
     "Forbidden",
@@ -73,6 +75,13 @@ class InvalidHeader(InvalidInput):
 
 class NotFound(PostroomError):
     """The thing asked for does not exist for this caller."""
+
+
+class ChangesExpired(PostroomError):
+    """The changes after a given sequence are no longer all kept (or never existed).
+
+    The client must drop what it holds and load its state again (``resync``).
+    """
 
 
 class AlreadyExists(PostroomError):
