@@ -1,0 +1,120 @@
+"""Accepting a user's finished message for sending: the one path the API and submission share.
+
+Both ``POST /api/v1/send`` and the SMTP submission port end here with raw RFC 5322 bytes and an
+envelope. The checks (local users exist, nobody suppressed) come first and change nothing; then
+the blobs are written and one transaction records the Sent copy and every delivery (the
+transactional outbox), and only then are the workers hinted. When :func:`submit` returns, the
+message is durable: a ``202`` or ``250`` may be given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.errors import InvalidInput
+from postroom.message import parse_message
+from storage.db.models import Domain, User
+from storage.queues import OUTGOING
+from storage.registry import Storage
+from storage.repositories import inbound, suppressions
+from storage.repositories.accounts import find_user
+from storage.repositories.mail import save_attachments
+from storage.repositories.outbound import RecordedSend, record_send
+from storage.transaction import transaction
+
+__all__ = ["Origin", "submit"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a recipient came from: the request field and the address as written there."""
+
+    field: str | None
+    written: str
+
+
+async def submit(
+    store: Storage,
+    user: User,
+    raw: bytes,
+    *,
+    recipients: list[str],
+    bcc: list[str],
+    origins: Mapping[str, Origin] | None = None,
+) -> RecordedSend:
+    """Make ``raw`` durable for ``recipients`` (lower-cased addresses, bcc among them).
+
+    ``origins`` says where each recipient came from, so an error names the request field
+    (``to[0]``) and the address as the user wrote it.
+    """
+    origins = origins or {}
+    async with store.db.session() as session:
+        local_domains = set((await session.scalars(select(Domain.name))).all())
+        await _check_local_recipients(session, recipients, local_domains, origins)
+        await _check_suppressed(session, recipients, origins)
+
+    parsed = await asyncio.to_thread(parse_message, raw)
+    attachment_keys = await save_attachments(store.blobs, parsed)
+    raw_key = await store.blobs.put(raw)
+    async with transaction(store) as session:
+        recorded = await record_send(
+            session,
+            sender=user,
+            raw=raw,
+            raw_key=raw_key,
+            parsed=parsed,
+            attachment_keys=attachment_keys,
+            recipients=recipients,
+            bcc=bcc,
+            local_domains=local_domains,
+        )
+    for row in recorded.local:
+        await inbound.enqueue(store, row.id)
+    for delivery in recorded.remote:
+        try:
+            await store.queue.put(OUTGOING, {"delivery_id": delivery.id})
+        except Exception:
+            log.exception("could not enqueue delivery %s; the sweeper will", delivery.id)
+    return recorded
+
+
+async def _check_local_recipients(
+    session: AsyncSession, recipients: list[str], local: set[str], origins: Mapping[str, Origin]
+) -> None:
+    """A local recipient who does not exist is refused now, not bounced later."""
+    for address in recipients:
+        if address.rsplit("@", 1)[1] in local and await find_user(session, address) is None:
+            origin = origins.get(address, Origin(None, address))
+            raise InvalidInput(f"{origin.written}: no such user here", field=origin.field)
+
+
+async def _check_suppressed(
+    session: AsyncSession, recipients: list[str], origins: Mapping[str, Origin]
+) -> None:
+    """An address that bounced for good is refused now: sending again would only bounce."""
+    listed = await suppressions.active(session, recipients)
+    for address in recipients:
+        if (entry := listed.get(address.lower())) is None:
+            continue
+        origin = origins.get(address, Origin(None, address))
+        until = (
+            f"it expires on {entry.expires_at:%Y-%m-%d %H:%M} UTC or "
+            if entry.expires_at is not None
+            else ""
+        )
+        raise InvalidInput(
+            f"{origin.written} is on the suppression list since "
+            f"{entry.created_at:%Y-%m-%d %H:%M} UTC ({entry.source}: {entry.reason}); "
+            f"mail to it is refused until {until}an administrator removes it with "
+            f"`postroom suppression remove {entry.address}` or "
+            f"DELETE /api/v1/suppressions/{entry.address}",
+            field=origin.field,
+        )
