@@ -11,38 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 
-from postroom.errors import ConfigurationError
 from postroom.settings import Settings
+from storage.rate_limits import parse_rate
+from storage.registry import open_limit_storage
 
 __all__ = ["DeliveryLimits"]
-
-
-def _rate(text: str | None, setting: str) -> RateLimitItem | None:
-    if not text:
-        return None
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"{setting}={text!r} is not a rate; write it like '100/minute' or '500/day'"
-        ) from exc
-
-
-def _counter_storage(settings: Settings) -> Storage:
-    if not settings.redis_url:
-        return MemoryStorage()
-    storage = storage_from_string(
-        f"async+{settings.redis_url}",
-        implementation="redispy",
-        key_prefix=f"{settings.redis_prefix}limits",
-    )
-    assert isinstance(storage, Storage), "an async+ URL gives an async storage"
-    return storage
 
 
 @dataclass
@@ -54,11 +31,11 @@ class DeliveryLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryLimits:
         return cls(
-            per_domain=_rate(settings.delivery_domain_rate, "POSTROOM_DELIVERY_DOMAIN_RATE"),
-            relay=_rate(settings.smarthost_rate, "POSTROOM_SMARTHOST_RATE")
+            per_domain=parse_rate(settings.delivery_domain_rate, "POSTROOM_DELIVERY_DOMAIN_RATE"),
+            relay=parse_rate(settings.smarthost_rate, "POSTROOM_SMARTHOST_RATE")
             if settings.smarthost_url
             else None,
-            storage=_counter_storage(settings),
+            storage=open_limit_storage(settings),
         )
 
     async def wait(self, domain: str) -> float | None:

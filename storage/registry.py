@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from limits.aio.storage import Storage as LimitStorage
+
 from postroom.errors import ConfigurationError
 from postroom.settings import Settings
 from storage.blobs import BlobStore
@@ -24,8 +26,9 @@ from storage.db.database import Database, open_postgresql, open_sqlite
 from storage.queues import Queue
 from storage.queues.redis_streams import RedisStreamQueue
 from storage.queues.table import TableQueue
+from storage.rate_limits import memory_counters, redis_counters
 
-__all__ = ["Storage", "open_database", "open_storage"]
+__all__ = ["Storage", "open_database", "open_limit_storage", "open_storage"]
 
 T = TypeVar("T")
 
@@ -51,6 +54,12 @@ CACHES: dict[str, Callable[[str], Cache]] = {
     "memory": lambda _url: MemoryCache(),
     "redis": lambda _url: MemoryCache(),
     "rediss": lambda _url: MemoryCache(),
+}
+
+LIMIT_STORES: dict[str, Callable[[str, str], LimitStorage]] = {
+    "memory": memory_counters,
+    "redis": redis_counters,
+    "rediss": redis_counters,
 }
 
 
@@ -84,6 +93,12 @@ class Storage:
 
 def open_database(url: str) -> Database:
     return _backend(DATABASES, url, "database")(url)
+
+
+def open_limit_storage(settings: Settings) -> LimitStorage:
+    """Rate-limit counters: shared through Redis when configured, else this process's own."""
+    url = settings.redis_url or "memory://"
+    return _backend(LIMIT_STORES, url, "rate limit")(url, settings.redis_prefix)
 
 
 def open_storage(settings: Settings) -> Storage:
