@@ -38,6 +38,7 @@ class Platform:
         self.database_url = database_url
         self.http_port = free_port()
         self.smtp_port = free_port()
+        self.submission_port = free_port()
         self.realtime_port = free_port()
         self.log_path = data_dir / "postroom.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -48,7 +49,7 @@ class Platform:
             "POSTROOM_DATABASE_URL": database_url,
             "POSTROOM_HTTP_PORT": str(self.http_port),
             "POSTROOM_SMTP_PORT": str(self.smtp_port),
-            "POSTROOM_SUBMISSION_PORT": str(free_port()),
+            "POSTROOM_SUBMISSION_PORT": str(self.submission_port),
             "POSTROOM_REALTIME_PORT": str(self.realtime_port),
             "POSTROOM_HOSTNAME": "mx.postroom.test",
             **(extra_env or {}),
