@@ -19,7 +19,14 @@ from storage.queues import INCOMING
 from storage.registry import Storage
 from storage.repositories.mail import register_blob
 
-__all__ = ["accept", "add_pending", "claim_for_processing", "enqueue", "stale_pending"]
+__all__ = [
+    "accept",
+    "add_pending",
+    "claim_for_processing",
+    "enqueue",
+    "put_off",
+    "stale_pending",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +39,19 @@ async def accept(
     rcpt_to: list[str],
     source: str,
     peer: str = "",
+    helo: str = "",
 ) -> InboundMessage:
+    """Make ``raw`` durable for local delivery; ``peer`` (IP) and ``helo`` feed SPF later."""
     key = await store.blobs.put(raw)
     async with store.db.session() as session, session.begin():
         await register_blob(session, key, len(raw))
         row = InboundMessage(
-            blob_key=key, mail_from=mail_from, rcpt_to=rcpt_to, source=source, peer=peer
+            blob_key=key,
+            mail_from=mail_from,
+            rcpt_to=rcpt_to,
+            source=source,
+            peer=peer,
+            helo=helo[:255],
         )
         session.add(row)
     await enqueue(store, row.id)
@@ -89,6 +103,16 @@ async def claim_for_processing(session: AsyncSession, inbound_id: str) -> Inboun
         return None
     row: InboundMessage | None = await session.get(InboundMessage, inbound_id)
     return row
+
+
+async def put_off(store: Storage, inbound_id: str, reason: str) -> None:
+    """Note why a pending row was not processed now; it stays pending and is tried again."""
+    async with store.db.session() as session, session.begin():
+        await session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == inbound_id, InboundMessage.status == "pending")
+            .values(last_error=reason)
+        )
 
 
 async def stale_pending(session: AsyncSession, received_before: datetime, limit: int) -> list[str]:
