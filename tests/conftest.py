@@ -10,7 +10,8 @@ import pytest
 from tests.support.platform import Platform
 from tests.support.services import postgres_database
 
-pytest_plugins = ["tests.support.spamd"]  # the session's spamd: fixture ``spamd_url``
+# Session-wide real services: spamd (fixture ``spamd_url``), moto's S3 (fixture ``moto_s3``).
+pytest_plugins = ["tests.support.spamd", "tests.support.moto"]
 
 DATABASES = ["sqlite", "postgresql"]
 
