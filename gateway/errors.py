@@ -1,7 +1,8 @@
 """How errors reach HTTP clients: JSON naming the field and the problem, never a stack trace.
 
 Every error body has the shape ``{"error": {"code": ..., "message": ..., "field": ...}}``;
-request validation errors list each field under ``"fields"`` too.
+request validation errors list each field under ``"fields"`` too. A change-log position the
+server no longer covers is ``410`` with code ``resync``: the client must load its state again.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from postroom.errors import (
     AlreadyExists,
     AuthenticationFailed,
+    ChangesExpired,
+    Conflict,
     Forbidden,
     InvalidInput,
     NotFound,
     PostroomError,
+    RateLimited,
     SchemaOutOfDate,
     StorageError,
 )
@@ -38,7 +42,10 @@ _STATUS: list[tuple[type[PostroomError], int, str]] = [
     (PayloadTooLarge, 413, "too_large"),
     (InvalidInput, 422, "invalid_input"),
     (NotFound, 404, "not_found"),
+    (ChangesExpired, 410, "resync"),
     (AlreadyExists, 409, "conflict"),
+    (Conflict, 409, "conflict"),
+    (RateLimited, 429, "rate_limited"),
     (AuthenticationFailed, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (SchemaOutOfDate, 503, "unavailable"),
@@ -69,6 +76,13 @@ def install_error_handlers(app: FastAPI) -> None:
             if isinstance(exc, kind):
                 field = getattr(exc, "field", None)
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                if isinstance(exc, RateLimited):
+                    headers = {
+                        "Retry-After": str(exc.retry_after),
+                        "RateLimit-Limit": str(exc.limit),
+                        "RateLimit-Remaining": "0",
+                        "RateLimit-Reset": str(exc.reset),
+                    }
                 return JSONResponse(error_body(code, exc.message, field), status, headers=headers)
         log.error("unmapped error on %s: %s", request.url.path, exc)
         return JSONResponse(error_body("error", exc.message), 400)

@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyList",
+    "ApiKeyOut",
     "AttachmentOut",
+    "BulkRequest",
+    "BulkResult",
+    "ChangeList",
+    "ChangeOut",
+    "DeleteResult",
+    "DomainCreate",
+    "DomainList",
+    "DomainOut",
+    "FlagsUpdate",
+    "MailboxCreate",
     "MailboxList",
     "MailboxOut",
+    "MailboxRename",
     "MessageDetail",
     "MessageItem",
     "MessageList",
+    "MoveRequest",
     "Person",
     "RecipientState",
     "SendAccepted",
-    "SendRequest",
     "SendStatus",
     "SuppressionList",
     "SuppressionOut",
+    "ThreadOut",
     "TokenOut",
+    "UserCreate",
+    "UserList",
+    "UserOut",
 ]
 
 
@@ -90,27 +109,6 @@ class MessageDetail(MessageItem):
     attachments: list[AttachmentOut]
 
 
-class SendRequest(BaseModel):
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "to": ["bob@example.com"],
-                    "subject": "Lunch?",
-                    "text": "Noon at the usual place?",
-                }
-            ]
-        }
-    }
-
-    to: list[str] = Field(default_factory=list, max_length=500)
-    cc: list[str] = Field(default_factory=list, max_length=500)
-    bcc: list[str] = Field(default_factory=list, max_length=500)
-    subject: str = Field(default="", max_length=998)
-    text: str | None = None
-    html: str | None = None
-
-
 class SendAccepted(BaseModel):
     id: str = Field(description="The outbound message id.")
     message_id: str = Field(description="The id of the copy in your Sent mailbox.")
@@ -150,3 +148,179 @@ class SuppressionOut(BaseModel):
 
 class SuppressionList(BaseModel):
     items: list[SuppressionOut]
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    """Request examples for the OpenAPI document (and the contract test's first tries)."""
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+class MailboxCreate(BaseModel):
+    model_config = _examples({"name": "Receipts"})
+
+    name: str = Field(min_length=1, max_length=255, description="Unique per user, any case.")
+
+
+class MailboxRename(MailboxCreate):
+    model_config = _examples({"name": "Receipts 2026"})
+
+
+class FlagsUpdate(BaseModel):
+    """Flags to set; a flag left out is left as it is."""
+
+    model_config = _examples({"seen": True}, {"flagged": True, "answered": False})
+
+    seen: bool | None = None
+    flagged: bool | None = None
+    answered: bool | None = None
+
+
+class MoveRequest(BaseModel):
+    model_config = _examples({"mailbox": "archive"})
+
+    mailbox: str = Field(
+        min_length=1, max_length=255, description="The target: a role, a mailbox id or name."
+    )
+
+
+class DeleteResult(BaseModel):
+    id: str
+    outcome: Literal["trashed", "deleted"] = Field(
+        description="trashed: moved to Trash; deleted: it was in Trash and is gone for good."
+    )
+
+
+class BulkRequest(BaseModel):
+    """One action on many messages. All of them must be yours, or nothing changes (404)."""
+
+    model_config = _examples(
+        {"ids": ["0192f7a0c3e1..."], "action": "flags", "seen": True},
+        {"ids": ["0192f7a0c3e1..."], "action": "move", "mailbox": "archive"},
+        {"ids": ["0192f7a0c3e1..."], "action": "delete"},
+    )
+
+    ids: list[str] = Field(min_length=1, max_length=1000)
+    action: Literal["flags", "move", "delete"]
+    seen: bool | None = Field(default=None, description="flags: set or clear \\Seen.")
+    flagged: bool | None = Field(default=None, description="flags: set or clear \\Flagged.")
+    answered: bool | None = Field(default=None, description="flags: set or clear \\Answered.")
+    mailbox: str | None = Field(
+        default=None, max_length=255, description="move: the target role, id or name."
+    )
+
+
+class BulkResult(BaseModel):
+    action: Literal["flags", "move", "delete"]
+    ids: list[str] = Field(description="Every message acted on, duplicates dropped.")
+    trashed: list[str] = Field(default_factory=list, description="delete: moved to Trash.")
+    deleted: list[str] = Field(default_factory=list, description="delete: gone for good.")
+
+
+class ThreadOut(BaseModel):
+    id: str
+    subject: str
+    messages: list[MessageItem] = Field(description="Oldest first, across all your mailboxes.")
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = _examples({"name": "backup script"})
+
+    name: str = Field(min_length=1, max_length=255)
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(
+        description="The secret, shown this once: send it as 'Authorization: Bearer <key>'."
+    )
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
+
+
+class DomainCreate(BaseModel):
+    model_config = _examples({"name": "example.com"})
+
+    name: str = Field(min_length=1, max_length=253)
+
+
+class DomainOut(BaseModel):
+    id: str
+    name: str
+    users: int
+    created_at: datetime
+    dkim_record: str | None = Field(
+        default=None, description="The DNS TXT record to publish so receivers verify DKIM."
+    )
+
+
+class DomainList(BaseModel):
+    items: list[DomainOut]
+
+
+class UserCreate(BaseModel):
+    model_config = _examples(
+        {"address": "ann@example.com", "password": "a long password", "is_admin": False}
+    )
+
+    address: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    is_admin: bool = False
+
+
+class UserOut(BaseModel):
+    id: str
+    address: str
+    is_admin: bool
+    created_at: datetime
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+
+
+class ChangeOut(BaseModel):
+    seq: int
+    type: str = Field(
+        description="mail.new, mail.updated, mail.deleted or mailbox.counts; payloads as in "
+        "storage/repositories/changes.py."
+    )
+    data: dict[str, Any]
+
+
+class ChangeList(BaseModel):
+    model_config = _examples(
+        {
+            "items": [
+                {
+                    "seq": 42,
+                    "type": "mailbox.counts",
+                    "data": {
+                        "mailbox": {
+                            "id": "0192f7a0c3e1...",
+                            "name": "Inbox",
+                            "role": "inbox",
+                            "total": 12,
+                            "unread": 3,
+                        }
+                    },
+                }
+            ],
+            "latest": 42,
+            "more": False,
+        }
+    )
+
+    items: list[ChangeOut] = Field(description="Oldest first.")
+    latest: int = Field(
+        description="Pass as ?since= next time: the seq of the last change returned, or the "
+        "latest seq when nothing changed."
+    )
+    more: bool = Field(description="True when the page was full: ask again at once.")

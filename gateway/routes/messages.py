@@ -1,27 +1,55 @@
-"""Listing and reading messages. Every query is scoped to the signed-in user."""
+"""Listing, reading, flagging, moving and deleting messages, one at a time or in bulk.
+
+Every query is scoped to the signed-in user: another user's message id is a 404, exactly like
+an id that never existed. Every change goes through :func:`storage.transaction.transaction`,
+so it lands in the change log and is published only once committed.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import CurrentUser, Store
+from gateway.disposition import attachment_headers
 from gateway.html import sanitize_html
-from gateway.schemas import AttachmentOut, MessageDetail, MessageItem, MessageList, Person
-from postroom.errors import NotFound
-from storage.db.models import Attachment, Mailbox, Message, MessageContent
-from storage.repositories.mail import get_message, list_messages
+from gateway.schemas import (
+    AttachmentOut,
+    BulkRequest,
+    BulkResult,
+    DeleteResult,
+    FlagsUpdate,
+    MessageDetail,
+    MessageItem,
+    MessageList,
+    MoveRequest,
+    Person,
+)
+from postroom.errors import InvalidInput
+from storage.db.models import Attachment, Message, MessageContent
+from storage.repositories.mail import (
+    delete_messages,
+    find_mailbox,
+    get_message,
+    list_messages,
+    move_messages,
+    set_flags,
+)
+from storage.transaction import transaction
+
+__all__ = ["message_item", "router"]
 
 router = APIRouter(prefix="/messages", tags=["messages"])
 
 CONTENT_CACHE_TTL = 3600.0
+_NOT_YOURS: dict[int | str, dict[str, Any]] = {404: {"description": "No such message of yours."}}
 
 
-def _item(message: Message) -> MessageItem:
+def message_item(message: Message) -> MessageItem:
     return MessageItem(
         id=message.id,
         mailbox_id=message.mailbox_id,
@@ -41,34 +69,25 @@ def _item(message: Message) -> MessageItem:
     )
 
 
-async def _mailbox(session: AsyncSession, user_id: str, name: str) -> Mailbox:
-    """A mailbox by role (``inbox``), id, or name, of this user only."""
-    mailbox = await session.scalar(
-        select(Mailbox).where(
-            Mailbox.user_id == user_id,
-            or_(Mailbox.role == name.lower(), Mailbox.id == name, Mailbox.name == name),
-        )
-    )
-    if mailbox is None:
-        raise NotFound(f"no mailbox {name!r}; see GET /api/v1/mailboxes")
-    return mailbox
-
-
 @router.get("", response_model=MessageList, response_model_by_alias=True)
 async def list_mailbox(
     store: Store,
     user: CurrentUser,
     mailbox: Annotated[
-        str, Query(description="A role (inbox, sent, ...), a mailbox id or name.")
+        str, Query(max_length=255, description="A role (inbox, sent, ...), a mailbox id or name.")
     ] = "inbox",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> MessageList:
-    """Messages of one mailbox, newest first."""
+    """Messages of one mailbox, newest first.
+
+    The cursor is a position (arrival time and id), not an offset, so mail arriving between
+    two pages neither repeats nor hides a message on the next page.
+    """
     async with store.db.session() as session:
-        box = await _mailbox(session, user.id, mailbox)
+        box = await find_mailbox(session, user.id, mailbox)
         page = await list_messages(session, user.id, box.id, limit=limit, cursor=cursor)
-    return MessageList(items=[_item(m) for m in page.items], next_cursor=page.next_cursor)
+    return MessageList(items=[message_item(m) for m in page.items], next_cursor=page.next_cursor)
 
 
 async def _content(store: Store, session: AsyncSession, blob_key: str) -> dict[str, object]:
@@ -98,13 +117,46 @@ async def _content(store: Store, session: AsyncSession, blob_key: str) -> dict[s
     return result
 
 
-@router.get("/{message_id}", response_model=MessageDetail, response_model_by_alias=True)
+@router.post("/bulk", response_model=BulkResult, responses=_NOT_YOURS)
+async def bulk(store: Store, user: CurrentUser, body: BulkRequest) -> BulkResult:
+    """One action on many messages: all of them must be yours, or nothing changes (404)."""
+    ids = list(dict.fromkeys(body.ids))
+    result = BulkResult(action=body.action, ids=ids)
+    async with transaction(store) as session:
+        if body.action == "flags":
+            if body.seen is None and body.flagged is None and body.answered is None:
+                raise InvalidInput("give at least one of seen, flagged, answered", field="seen")
+            await set_flags(
+                session,
+                user.id,
+                body.ids,
+                seen=body.seen,
+                flagged=body.flagged,
+                answered=body.answered,
+            )
+        elif body.action == "move":
+            if body.mailbox is None:
+                raise InvalidInput("name the target mailbox", field="mailbox")
+            target = await find_mailbox(session, user.id, body.mailbox)
+            await move_messages(session, user.id, body.ids, target)
+        else:
+            result.trashed, result.deleted = await delete_messages(session, user.id, body.ids)
+    return result
+
+
+@router.get(
+    "/{message_id}",
+    response_model=MessageDetail,
+    response_model_by_alias=True,
+    responses=_NOT_YOURS,
+)
 async def read_message(
     store: Store,
     user: CurrentUser,
     message_id: str,
     images: Annotated[bool, Query(description="Load remote images in the HTML body.")] = False,
 ) -> MessageDetail:
+    """Headers, text, sanitised HTML and the attachment list of one message."""
     async with store.db.session() as session:
         message = await get_message(session, user.id, message_id)
         content = await _content(store, session, message.blob_key)
@@ -113,7 +165,7 @@ async def read_message(
     attachments = content["attachments"]
     assert isinstance(attachments, list)
     return MessageDetail(
-        **_item(message).model_dump(),
+        **message_item(message).model_dump(),
         bcc=message.bcc_addresses,
         message_id=headers.get("message_id"),
         in_reply_to=headers.get("in_reply_to"),
@@ -124,20 +176,65 @@ async def read_message(
     )
 
 
+@router.patch(
+    "/{message_id}",
+    response_model=MessageItem,
+    response_model_by_alias=True,
+    responses=_NOT_YOURS,
+)
+async def update_flags(
+    store: Store, user: CurrentUser, message_id: str, body: FlagsUpdate
+) -> MessageItem:
+    """Set or clear seen, flagged, answered; flags left out stay as they are."""
+    async with transaction(store) as session:
+        (message,) = await set_flags(
+            session,
+            user.id,
+            [message_id],
+            seen=body.seen,
+            flagged=body.flagged,
+            answered=body.answered,
+        )
+    return message_item(message)
+
+
+@router.post(
+    "/{message_id}/move",
+    response_model=MessageItem,
+    response_model_by_alias=True,
+    responses=_NOT_YOURS,
+)
+async def move(store: Store, user: CurrentUser, message_id: str, body: MoveRequest) -> MessageItem:
+    """Move a message to another of your mailboxes."""
+    async with transaction(store) as session:
+        target = await find_mailbox(session, user.id, body.mailbox)
+        (message,) = await move_messages(session, user.id, [message_id], target)
+    return message_item(message)
+
+
+@router.delete("/{message_id}", response_model=DeleteResult, responses=_NOT_YOURS)
+async def delete(store: Store, user: CurrentUser, message_id: str) -> DeleteResult:
+    """Move a message to Trash; a message already in Trash is deleted for good."""
+    async with transaction(store) as session:
+        trashed, _ = await delete_messages(session, user.id, [message_id])
+    return DeleteResult(id=message_id, outcome="trashed" if trashed else "deleted")
+
+
 @router.get(
     "/{message_id}/raw",
     response_class=Response,
-    responses={200: {"content": {"message/rfc822": {}}, "description": "The exact bytes stored."}},
+    responses={
+        200: {"content": {"message/rfc822": {}}, "description": "The exact bytes stored."},
+        **_NOT_YOURS,
+    },
 )
 async def raw_message(store: Store, user: CurrentUser, message_id: str) -> Response:
+    """The message exactly as it was received (or sent), as a download."""
     async with store.db.session() as session:
         message = await get_message(session, user.id, message_id)
     raw = await store.blobs.get(message.blob_key)
     return Response(
         raw,
         media_type="message/rfc822",
-        headers={
-            "Content-Disposition": f'attachment; filename="{message.id}.eml"',
-            "X-Content-Type-Options": "nosniff",
-        },
+        headers=attachment_headers(f"{message.subject or message.id}.eml"),
     )

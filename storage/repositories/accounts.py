@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.addresses import normalize_address, normalize_domain
@@ -18,8 +19,12 @@ __all__ = [
     "SPECIAL_MAILBOXES",
     "add_domain",
     "add_user",
+    "delete_domain",
+    "delete_user",
     "find_user",
     "hosted_domain",
+    "list_domains",
+    "list_users",
     "mailbox_by_role",
     "verify_password",
 ]
@@ -111,3 +116,54 @@ async def mailbox_by_role(session: AsyncSession, user_id: str, role: str) -> Mai
     if mailbox is None:
         raise NotFound(f"user {user_id} has no {role} mailbox")
     return mailbox
+
+
+async def list_domains(session: AsyncSession) -> list[tuple[Domain, int]]:
+    """Every hosted domain with how many users it has, by name."""
+    users = select(User.domain_id, func.count().label("users")).group_by(User.domain_id).subquery()
+    rows = await session.execute(
+        select(Domain, users.c.users)
+        .outerjoin(users, users.c.domain_id == Domain.id)
+        .order_by(Domain.name)
+    )
+    return [(domain, int(count or 0)) for domain, count in rows]
+
+
+async def delete_domain(session: AsyncSession, ref: str) -> Domain:
+    """Stop hosting a domain (by id or name); refused while it still has users."""
+    domain = await session.scalar(
+        select(Domain).where(or_(Domain.id == ref, Domain.name == ref.lower()))
+    )
+    if domain is None:
+        raise NotFound(f"domain {ref} is not hosted here")
+    users = await session.scalar(select(func.count()).where(User.domain_id == domain.id))
+    if users:
+        raise InvalidInput(
+            f"domain {domain.name} still has {users} user(s); delete them first",
+            field="domain_id",
+        )
+    await session.delete(domain)
+    await session.flush()
+    return domain
+
+
+async def list_users(session: AsyncSession) -> Sequence[User]:
+    return (await session.scalars(select(User).order_by(User.address))).all()
+
+
+async def delete_user(session: AsyncSession, ref: str, *, acting_user_id: str) -> User:
+    """Delete a user (by id or address) with all their mail, tokens and change log.
+
+    An administrator cannot delete themselves, so a platform is never left without the one
+    who could undo the mistake.
+    """
+    user = await session.scalar(
+        select(User).where(or_(User.id == ref, func.lower(User.address) == ref.lower()))
+    )
+    if user is None:
+        raise NotFound(f"no user {ref}")
+    if user.id == acting_user_id:
+        raise InvalidInput("you cannot delete your own account", field="user_id")
+    await session.delete(user)
+    await session.flush()
+    return user

@@ -1,4 +1,11 @@
-"""Messages: stored content, copies in mailboxes, threads, listing and counts."""
+"""Messages: stored content, copies in mailboxes, threads, listing, counts, and changes to them.
+
+Every write here that a user can see (a new copy, flags, a move, a delete, a folder created,
+renamed or deleted) records its change in the user's change log inside the caller's transaction
+(:func:`storage.transaction.record_change`), with the kinds and payloads
+``storage/repositories/changes.py`` fixes. Whenever a mailbox's total or unread count moves,
+a ``mailbox.counts`` change follows, so a client never has to recount.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.errors import InvalidInput, NotFound
+from postroom.errors import AlreadyExists, InvalidInput, NotFound
 from postroom.message import ParsedMessage
 from storage.blobs import BlobStore
 from storage.db.database import insert_ignoring_duplicates
@@ -20,16 +27,32 @@ from storage.db.types import utcnow
 from storage.transaction import record_change
 
 __all__ = [
+    "SPECIAL_ROLES",
     "MessagePage",
     "add_copy",
+    "create_mailbox",
+    "delete_mailbox",
+    "delete_messages",
+    "find_mailbox",
+    "get_attachment",
+    "get_mailbox",
     "get_message",
+    "get_messages",
     "list_messages",
     "mailbox_counts",
     "message_summary",
+    "move_messages",
+    "record_mailbox_counts",
     "register_blob",
+    "rename_mailbox",
     "save_attachments",
+    "set_flags",
     "store_content",
+    "thread_messages",
 ]
+
+SPECIAL_ROLES = ("inbox", "sent", "drafts", "trash", "junk", "archive")
+MAILBOX_NAME_MAX = 255
 
 SUBJECT_THREAD_WINDOW = timedelta(days=30)
 
@@ -46,9 +69,17 @@ async def save_attachments(blobs: BlobStore, parsed: ParsedMessage) -> list[str]
 
 
 async def store_content(
-    session: AsyncSession, raw_key: str, parsed: ParsedMessage, attachment_keys: list[str]
+    session: AsyncSession,
+    raw_key: str,
+    parsed: ParsedMessage,
+    attachment_keys: list[str],
+    metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Record what parsing gave for ``raw_key``; a no-op when another copy did so first."""
+    """Record what parsing gave for ``raw_key``; a no-op when another copy did so first.
+
+    ``metadata`` joins the headers summary: the processors' ``authentication`` (SPF, DKIM,
+    DMARC) and ``spam`` (score, threshold, rules) results for mail from other servers.
+    """
     await session.execute(
         insert_ignoring_duplicates(session, MessageContent).values(
             blob_key=raw_key,
@@ -58,6 +89,7 @@ async def store_content(
                 "message_id": parsed.message_id,
                 "in_reply_to": parsed.in_reply_to,
                 "references": parsed.references,
+                **(metadata or {}),
             },
             defects=parsed.defects,
         )
@@ -168,6 +200,7 @@ async def add_copy(
     await record_change(
         session, user_id, "mail.new", {"message": message_summary(message, mailbox)}
     )
+    await record_mailbox_counts(session, user_id, [mailbox])
     return message
 
 
@@ -242,3 +275,294 @@ async def mailbox_counts(session: AsyncSession, user_id: str) -> list[tuple[Mail
         .order_by(Mailbox.created_at, Mailbox.name)
     )
     return [(mailbox, int(total or 0), int(unread or 0)) for mailbox, total, unread in rows]
+
+
+async def _count(session: AsyncSession, mailbox_id: str) -> tuple[int, int]:
+    total, unread = (
+        await session.execute(
+            select(func.count(), func.sum(case((Message.seen.is_(False), 1), else_=0))).where(
+                Message.mailbox_id == mailbox_id
+            )
+        )
+    ).one()
+    return int(total or 0), int(unread or 0)
+
+
+async def record_mailbox_counts(
+    session: AsyncSession, user_id: str, mailboxes: list[Mailbox], *, deleted: bool = False
+) -> None:
+    """Log each mailbox's current counts (``mailbox.counts``), once per distinct mailbox.
+
+    A deleted mailbox is logged with zero counts and ``"deleted": true`` so a client drops it.
+    """
+    await session.flush()
+    seen: set[str] = set()
+    for mailbox in mailboxes:
+        if mailbox.id in seen:
+            continue
+        seen.add(mailbox.id)
+        total, unread = (0, 0) if deleted else await _count(session, mailbox.id)
+        payload: dict[str, Any] = {
+            "id": mailbox.id,
+            "name": mailbox.name,
+            "role": mailbox.role,
+            "total": total,
+            "unread": unread,
+        }
+        if deleted:
+            payload["deleted"] = True
+        await record_change(session, user_id, "mailbox.counts", {"mailbox": payload})
+
+
+def _update_payload(message: Message, mailbox: Mailbox) -> dict[str, Any]:
+    return {
+        "message": {
+            "id": message.id,
+            "mailbox": mailbox.role or mailbox.name,
+            "mailbox_id": mailbox.id,
+            "thread": message.thread_id,
+            "seen": message.seen,
+            "flagged": message.flagged,
+            "answered": message.answered,
+        }
+    }
+
+
+# -- mailboxes -------------------------------------------------------------------------------
+
+
+async def get_mailbox(session: AsyncSession, user_id: str, mailbox_id: str) -> Mailbox:
+    mailbox = await session.scalar(
+        select(Mailbox).where(Mailbox.id == mailbox_id, Mailbox.user_id == user_id)
+    )
+    if mailbox is None:
+        raise NotFound(f"no mailbox {mailbox_id}; see GET /api/v1/mailboxes")
+    return mailbox
+
+
+async def find_mailbox(session: AsyncSession, user_id: str, ref: str) -> Mailbox:
+    """A mailbox of this user by id, then role (``inbox``), then exact name."""
+    rows = (
+        await session.scalars(
+            select(Mailbox).where(
+                Mailbox.user_id == user_id,
+                or_(Mailbox.id == ref, Mailbox.role == ref.lower(), Mailbox.name == ref),
+            )
+        )
+    ).all()
+    ranked = sorted(rows, key=lambda m: (m.id != ref, m.role != ref.lower(), m.name != ref))
+    if ranked:
+        return ranked[0]
+    raise NotFound(f"no mailbox {ref!r}; see GET /api/v1/mailboxes")
+
+
+def _folder_name(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned or len(cleaned) > MAILBOX_NAME_MAX:
+        raise InvalidInput(f"a mailbox name has 1 to {MAILBOX_NAME_MAX} characters", field="name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise InvalidInput("a mailbox name cannot contain control characters", field="name")
+    return cleaned
+
+
+async def _check_name_free(
+    session: AsyncSession, user_id: str, name: str, *, except_id: str | None = None
+) -> None:
+    """Names are unique per user, ignoring case, and never shadow a special-use role."""
+    if name.lower() in SPECIAL_ROLES:
+        raise AlreadyExists(f"{name!r} is reserved for a special mailbox; choose another name")
+    clash = await session.scalar(
+        select(Mailbox.id).where(
+            Mailbox.user_id == user_id,
+            func.lower(Mailbox.name) == name.lower(),
+            Mailbox.id != (except_id or ""),
+        )
+    )
+    if clash is not None:
+        raise AlreadyExists(f"you already have a mailbox named {name!r}")
+
+
+async def create_mailbox(session: AsyncSession, user_id: str, name: str) -> Mailbox:
+    cleaned = _folder_name(name)
+    await _check_name_free(session, user_id, cleaned)
+    mailbox = Mailbox(user_id=user_id, name=cleaned, role=None)
+    session.add(mailbox)
+    await record_mailbox_counts(session, user_id, [mailbox])
+    return mailbox
+
+
+def _user_folder(mailbox: Mailbox, doing: str) -> None:
+    if mailbox.role is not None:
+        raise InvalidInput(
+            f"{mailbox.name} is a special mailbox ({mailbox.role}) and cannot be {doing}",
+            field="mailbox_id",
+        )
+
+
+async def rename_mailbox(
+    session: AsyncSession, user_id: str, mailbox_id: str, name: str
+) -> Mailbox:
+    mailbox = await get_mailbox(session, user_id, mailbox_id)
+    _user_folder(mailbox, "renamed")
+    cleaned = _folder_name(name)
+    await _check_name_free(session, user_id, cleaned, except_id=mailbox.id)
+    mailbox.name = cleaned
+    await record_mailbox_counts(session, user_id, [mailbox])
+    return mailbox
+
+
+async def delete_mailbox(session: AsyncSession, user_id: str, mailbox_id: str) -> int:
+    """Delete a user folder; its messages go to Trash (nothing is lost by a click).
+
+    Returns how many messages were moved.
+    """
+    mailbox = await get_mailbox(session, user_id, mailbox_id)
+    _user_folder(mailbox, "deleted")
+    ids = list(await session.scalars(select(Message.id).where(Message.mailbox_id == mailbox.id)))
+    if ids:
+        trash = await find_mailbox(session, user_id, "trash")
+        await move_messages(session, user_id, ids, trash)
+    await session.delete(mailbox)
+    await record_mailbox_counts(session, user_id, [mailbox], deleted=True)
+    return len(ids)
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+async def get_messages(
+    session: AsyncSession, user_id: str, message_ids: list[str], *, field: str = "ids"
+) -> list[Message]:
+    """Every one of ``message_ids``, of this user, in the given order; all or nothing.
+
+    One id that is not this user's is a :class:`NotFound` naming it, so a bulk action changes
+    nothing rather than part of what was asked.
+    """
+    wanted = list(dict.fromkeys(message_ids))
+    found = {
+        m.id: m
+        for m in await session.scalars(
+            select(Message).where(Message.user_id == user_id, Message.id.in_(wanted))
+        )
+    }
+    for index, message_id in enumerate(message_ids):
+        if message_id not in found:
+            raise NotFound(f"no message {message_id}", field=f"{field}[{index}]")
+    return [found[m] for m in wanted]
+
+
+async def _mailboxes_of(session: AsyncSession, messages: list[Message]) -> dict[str, Mailbox]:
+    ids = {m.mailbox_id for m in messages}
+    return {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(ids)))}
+
+
+async def set_flags(
+    session: AsyncSession,
+    user_id: str,
+    message_ids: list[str],
+    *,
+    seen: bool | None = None,
+    flagged: bool | None = None,
+    answered: bool | None = None,
+) -> list[Message]:
+    """Set the given flags; a ``mail.updated`` per message that changed, counts if unread did."""
+    messages = await get_messages(session, user_id, message_ids)
+    boxes = await _mailboxes_of(session, messages)
+    wanted = {"seen": seen, "flagged": flagged, "answered": answered}
+    recount: list[Mailbox] = []
+    for message in messages:
+        changed = False
+        for flag, value in wanted.items():
+            if value is not None and getattr(message, flag) != value:
+                setattr(message, flag, value)
+                changed = True
+                if flag == "seen":
+                    recount.append(boxes[message.mailbox_id])
+        if changed:
+            await record_change(
+                session,
+                user_id,
+                "mail.updated",
+                _update_payload(message, boxes[message.mailbox_id]),
+            )
+    if recount:
+        await record_mailbox_counts(session, user_id, recount)
+    return messages
+
+
+async def move_messages(
+    session: AsyncSession, user_id: str, message_ids: list[str], target: Mailbox
+) -> list[Message]:
+    messages = await get_messages(session, user_id, message_ids)
+    boxes = await _mailboxes_of(session, messages)
+    touched: list[Mailbox] = []
+    for message in messages:
+        if message.mailbox_id == target.id:
+            continue
+        touched.append(boxes[message.mailbox_id])
+        message.mailbox_id = target.id
+        await record_change(session, user_id, "mail.updated", _update_payload(message, target))
+    if touched:
+        await record_mailbox_counts(session, user_id, [*touched, target])
+    return messages
+
+
+async def delete_messages(
+    session: AsyncSession, user_id: str, message_ids: list[str]
+) -> tuple[list[str], list[str]]:
+    """Move to Trash; what is already in Trash goes for good. Returns (trashed, deleted) ids."""
+    messages = await get_messages(session, user_id, message_ids)
+    trash = await find_mailbox(session, user_id, "trash")
+    boxes = await _mailboxes_of(session, messages)
+    to_trash = [m.id for m in messages if m.mailbox_id != trash.id]
+    gone = [m for m in messages if m.mailbox_id == trash.id]
+    if to_trash:
+        await move_messages(session, user_id, to_trash, trash)
+    if gone:
+        await session.execute(delete(Message).where(Message.id.in_([m.id for m in gone])))
+        for message in gone:
+            box = boxes[message.mailbox_id]
+            await record_change(
+                session,
+                user_id,
+                "mail.deleted",
+                {
+                    "message": {
+                        "id": message.id,
+                        "mailbox": box.role or box.name,
+                        "mailbox_id": box.id,
+                        "thread": message.thread_id,
+                    }
+                },
+            )
+        await record_mailbox_counts(session, user_id, [trash])
+    return to_trash, [m.id for m in gone]
+
+
+async def thread_messages(session: AsyncSession, user_id: str, thread_id: str) -> list[Message]:
+    """The messages of one of this user's threads, oldest first."""
+    messages = list(
+        await session.scalars(
+            select(Message)
+            .where(Message.user_id == user_id, Message.thread_id == thread_id)
+            .order_by(Message.date, Message.received_at, Message.id)
+        )
+    )
+    if not messages:
+        raise NotFound(f"no thread {thread_id}")
+    return messages
+
+
+async def get_attachment(
+    session: AsyncSession, user_id: str, message_id: str, attachment_id: str
+) -> Attachment:
+    """An attachment of one of this user's messages; any other is a :class:`NotFound`."""
+    message = await get_message(session, user_id, message_id)
+    attachment = await session.scalar(
+        select(Attachment).where(
+            Attachment.id == attachment_id, Attachment.content_key == message.blob_key
+        )
+    )
+    if attachment is None:
+        raise NotFound(f"message {message_id} has no attachment {attachment_id}")
+    return attachment

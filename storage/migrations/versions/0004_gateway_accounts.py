@@ -19,8 +19,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Upgrade schema."""
+    """Nothing to change: the gateway's accounts fit the schema 0001 made.
+
+    API keys are ``auth_tokens`` rows of kind ``api_key`` (hashed, no expiry, revocable like a
+    session token), and user folders are ``mailboxes`` rows without a role. The revision stays
+    so the chain is the one every engineer's migration was numbered against.
+    """
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
+    """Nothing to undo (see :func:`upgrade`)."""

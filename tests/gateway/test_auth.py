@@ -1,0 +1,105 @@
+"""Signing in and out: opaque bearer tokens, stored hashed, that expire and can be revoked."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select, update
+
+from storage.db.models import AuthToken
+from storage.db.types import utcnow
+from tests.support.gateway_api import PASSWORD, Api, api_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    async with api_for(database_url, Path(tmp_path_factory.mktemp("auth"))) as api:
+        yield api
+
+
+async def test_password_sign_in_gives_a_token_that_works(api: Api) -> None:
+    ann = await api.user("ann@auth.test")
+    answer = await api.anonymous().post(
+        "/auth/token", data={"username": "ANN@auth.test", "password": PASSWORD}
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == api.store.settings.token_ttl_seconds
+    listed = await api.anonymous().get(
+        "/mailboxes", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
+    assert listed.status_code == 200
+    assert {m["role"] for m in listed.json()["items"]} >= {"inbox", "sent", "trash"}
+    assert ann.user.address == "ann@auth.test"
+
+
+async def test_only_the_hash_of_a_token_is_stored(api: Api) -> None:
+    bob = await api.user("bob@auth.test")
+    async with api.store.db.session() as session:
+        hashes = list(
+            await session.scalars(
+                select(AuthToken.token_hash).where(AuthToken.user_id == bob.user.id)
+            )
+        )
+    assert hashes == [hashlib.sha256(bob.token.encode()).hexdigest()]
+    assert bob.token not in hashes
+
+
+async def test_wrong_credentials_are_401_and_issue_nothing(api: Api) -> None:
+    await api.user("cat@auth.test")
+    async with api.store.db.session() as session:
+        before = list(await session.scalars(select(AuthToken.id)))
+    for username, password in [
+        ("cat@auth.test", "wrong password"),
+        ("nobody@auth.test", PASSWORD),
+        ("CAT@auth.test", "correct horse batter"),
+    ]:
+        answer = await api.anonymous().post(
+            "/auth/token", data={"username": username, "password": password}
+        )
+        assert answer.status_code == 401, (username, password)
+        assert answer.json()["error"]["message"] == "wrong address or password"
+        assert answer.headers["WWW-Authenticate"] == "Bearer"
+    async with api.store.db.session() as session:
+        assert list(await session.scalars(select(AuthToken.id))) == before
+
+
+async def test_no_token_or_a_garbled_one_is_401(api: Api) -> None:
+    http = api.anonymous()
+    assert (await http.get("/mailboxes")).status_code == 401
+    garbled = await http.get("/mailboxes", headers={"Authorization": "Bearer prt_nonsense"})
+    assert garbled.status_code == 401
+    assert garbled.json()["error"]["code"] == "unauthorized"
+
+
+async def test_logout_revokes_the_token_used_and_only_it(api: Api) -> None:
+    dan = await api.user("dan@auth.test")
+    other_session = await api.sign_in(dan.user)
+    out = await dan.post("/auth/logout")
+    assert out.status_code == 204
+    again = await dan.get("/mailboxes")
+    assert again.status_code == 401
+    assert "revoked" in again.json()["error"]["message"]
+    assert (await other_session.get("/mailboxes")).status_code == 200
+
+
+async def test_an_expired_token_is_401(api: Api) -> None:
+    eve = await api.user("eve@auth.test")
+    assert (await eve.get("/mailboxes")).status_code == 200
+    async with api.store.db.session() as session, session.begin():
+        await session.execute(
+            update(AuthToken)
+            .where(AuthToken.user_id == eve.user.id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    expired = await eve.get("/mailboxes")
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["error"]["message"]
