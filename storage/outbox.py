@@ -5,14 +5,21 @@ envelope. The checks (local users exist, nobody suppressed) come first and chang
 the blobs are written and one transaction records the Sent copy and every delivery (the
 transactional outbox), and only then are the workers hinted. When :func:`submit` returns, the
 message is durable: a ``202`` or ``250`` may be given.
+
+A send may be due later (``send_at``: a scheduled send or an undo window). Its deliveries are
+then recorded with ``next_attempt_at = send_at``, which the delivery claim and the sweeper
+already respect, and its local inbound rows as ``scheduled`` rather than ``pending``, so no
+processor takes them; :mod:`storage.repositories.schedules` releases them when due and cancels
+sends that have not gone out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +29,7 @@ from postroom.message import parse_message
 from storage.db.models import Domain, User
 from storage.queues import OUTGOING
 from storage.registry import Storage
-from storage.repositories import inbound, suppressions
+from storage.repositories import inbound, schedules, suppressions
 from storage.repositories.accounts import find_user
 from storage.repositories.mail import save_attachments
 from storage.repositories.outbound import RecordedSend, record_send
@@ -49,11 +56,15 @@ async def submit(
     recipients: list[str],
     bcc: list[str],
     origins: Mapping[str, Origin] | None = None,
+    send_at: datetime | None = None,
+    on_record: Callable[[AsyncSession, RecordedSend], Awaitable[None]] | None = None,
 ) -> RecordedSend:
     """Make ``raw`` durable for ``recipients`` (lower-cased addresses, bcc among them).
 
     ``origins`` says where each recipient came from, so an error names the request field
-    (``to[0]``) and the address as the user wrote it.
+    (``to[0]``) and the address as the user wrote it. ``send_at`` records when the send is
+    due (and makes it cancellable); ``on_record`` runs inside the same transaction, so what it
+    writes (a drafts' removal, an idempotency key) commits or fails with the send.
     """
     origins = origins or {}
     async with store.db.session() as session:
@@ -76,6 +87,14 @@ async def submit(
             bcc=bcc,
             local_domains=local_domains,
         )
+        delay = 0.0
+        if send_at is not None:
+            delay = await schedules.record(session, recorded, send_at)
+        if on_record is not None:
+            await on_record(session, recorded)
+    if delay > 0:
+        await schedules.hint(store, recorded, delay)
+        return recorded
     for row in recorded.local:
         await inbound.enqueue(store, row.id)
     for delivery in recorded.remote:

@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from gateway.schemas import SendRequest
+from gateway.send_schemas import SendRequest
 from gateway.sending import send
 from postroom.settings import Settings
 from smtp_out.worker import DeliveryWorker
