@@ -1,0 +1,104 @@
+"""Search on PostgreSQL: the generated tsvector column ``search_documents.search_fts``.
+
+Fields are told apart by tsvector weights (A subject, B sender, C to and cc, D body and
+attachment names), so ``subject:`` and ``from:`` are exact in the index. ``to:``, ``cc:``,
+``body:`` and ``filename:`` share a weight with another field; the GIN index narrows them by
+weight and a word-boundary ``LIKE`` on the field's own column settles them. Queries are
+written as tsquery text (``CAST(:q AS tsquery)``), not through ``to_tsquery``, so the tokens
+``search.text`` made reach the index exactly as stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, cast, func, literal_column
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.sql.expression import ColumnClause
+
+from search.backend import Found, Progress, SearchRequest
+from search.query import Term
+from search.sql_query import PageSelect, build_statement, found
+from storage.db.database import Database
+from storage.db.models import Message, SearchDocument
+
+__all__ = ["PostgresFtsSearch", "tsquery_leaf"]
+
+WEIGHTS = {"subject": "A", "from": "B", "to": "C", "cc": "C", "body": "D", "filename": "D"}
+SHARED_WEIGHT = {
+    "to": SearchDocument.recipients_to,
+    "cc": SearchDocument.recipients_cc,
+    "body": SearchDocument.body,
+    "filename": SearchDocument.filenames,
+}
+_tsvector: ColumnClause[Any] = literal_column("search_documents.search_fts")
+
+
+def tsquery_leaf(term: Term) -> str:
+    weight = WEIGHTS[term.field] if term.field else ""
+    lexemes = [f"'{token}'" for token in term.match.tokens]
+    labels = [f":{weight}" if weight else ""] * len(lexemes)
+    if term.match.prefix:
+        labels[-1] = f":*{weight}"
+    phrase = " <-> ".join(lexeme + label for lexeme, label in zip(lexemes, labels, strict=True))
+    return f"({phrase})"
+
+
+class _TsQuery:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _query(self, expression: str) -> Any:
+        self.count += 1
+        return cast(bindparam(f"tsq{self.count}", expression), TSQUERY)
+
+    def leaf(self, term: Term) -> str | None:
+        return None if term.field in SHARED_WEIGHT else tsquery_leaf(term)
+
+    def conjunction(self, positives: list[str], negatives: list[str]) -> str | None:
+        return " & ".join([*positives, *(f"!({n})" for n in negatives)])
+
+    def disjunction(self, parts: list[str]) -> str:
+        return "(" + " | ".join(parts) + ")"
+
+    def negation(self, part: str) -> str | None:
+        return f"!({part})"
+
+    def contains(self, expression: str) -> ColumnElement[bool]:
+        return _tsvector.bool_op("@@")(self._query(expression))
+
+    def term_condition(self, term: Term) -> ColumnElement[bool]:
+        assert term.field is not None
+        words = " ".join(term.match.tokens)
+        pattern = f"% {words}%" if term.match.prefix else f"% {words} %"
+        padded = " " + SHARED_WEIGHT[term.field] + " "
+        return and_(self.contains(tsquery_leaf(term)), padded.like(pattern))
+
+    def ranked(self, statement: PageSelect, expression: str) -> PageSelect:
+        query = self._query(expression)
+        return statement.where(_tsvector.bool_op("@@")(query)).order_by(
+            func.ts_rank(_tsvector, query).desc(),
+            Message.received_at.desc(),
+            Message.id.desc(),
+        )
+
+
+class PostgresFtsSearch:
+    name = "postgresql-tsvector"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def search(self, request: SearchRequest) -> list[Found]:
+        statement = build_statement(_TsQuery(), request)
+        async with self.db.session() as session:
+            return await found(session, statement)
+
+    async def catch_up(self, user_id: str) -> None:
+        """The tsvector is a generated column of ``search_documents``: nothing to do."""
+
+    async def rebuild(self, user_id: str | None, progress: Progress) -> None:
+        """Nothing beyond ``search_documents``: PostgreSQL regenerated the column."""
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,105 @@
+"""Search on SQLite: the FTS5 table ``search_fts`` over ``search_documents`` (migration 0006).
+
+FTS5 has column filters, phrases, prefixes and a binary ``NOT``, so every text term maps onto
+its query syntax; only a negation with nothing positive beside it becomes ``NOT IN``. Ranking
+is bm25 with the subject weighted highest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, table
+from sqlalchemy.sql import column
+from sqlalchemy.sql.expression import ColumnClause
+
+from search.backend import Found, Progress, SearchRequest
+from search.query import Term
+from search.sql_query import PageSelect, build_statement, found
+from storage.db.database import Database
+from storage.db.models import Message, SearchDocument
+
+__all__ = ["FIELDS", "SqliteFtsSearch", "fts5_leaf"]
+
+FIELDS = {
+    "subject": "subject",
+    "from": "sender",
+    "to": "recipients_to",
+    "cc": "recipients_cc",
+    "body": "body",
+    "filename": "filenames",
+}
+# bm25 weights, in the column order of the FTS5 table.
+WEIGHTS = (8.0, 4.0, 2.0, 2.0, 1.0, 2.0)
+
+_fts = table("search_fts", column("rowid"))
+_fts_table: ColumnClause[Any] = literal_column("search_fts")
+
+
+def fts5_leaf(term: Term) -> str:
+    phrase = '"' + " ".join(token.replace('"', '""') for token in term.match.tokens) + '"'
+    if term.match.prefix:
+        phrase += " *"
+    return f"{{{FIELDS[term.field]}}} : {phrase}" if term.field else phrase
+
+
+class _Fts5:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _param(self, expression: str) -> Any:
+        self.count += 1
+        return bindparam(f"fts{self.count}", expression)
+
+    def leaf(self, term: Term) -> str | None:
+        return fts5_leaf(term)
+
+    def conjunction(self, positives: list[str], negatives: list[str]) -> str | None:
+        if not positives:
+            return None
+        expression = " AND ".join(f"({p})" for p in positives)
+        for negative in negatives:
+            expression = f"({expression}) NOT ({negative})"
+        return expression
+
+    def disjunction(self, parts: list[str]) -> str:
+        return " OR ".join(f"({p})" for p in parts)
+
+    def negation(self, part: str) -> str | None:
+        return None  # FTS5's NOT needs a left side; the caller falls back to NOT IN
+
+    def contains(self, expression: str) -> ColumnElement[bool]:
+        matching = select(_fts.c.rowid).where(_fts_table.bool_op("MATCH")(self._param(expression)))
+        return SearchDocument.id.in_(matching)
+
+    def term_condition(self, term: Term) -> ColumnElement[bool]:
+        return self.contains(fts5_leaf(term))
+
+    def ranked(self, statement: PageSelect, expression: str) -> PageSelect:
+        rank = func.bm25(_fts_table, *WEIGHTS)
+        return (
+            statement.join(_fts, _fts.c.rowid == SearchDocument.id)
+            .where(_fts_table.bool_op("MATCH")(self._param(expression)))
+            .order_by(rank, Message.received_at.desc(), Message.id.desc())
+        )
+
+
+class SqliteFtsSearch:
+    name = "sqlite-fts5"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def search(self, request: SearchRequest) -> list[Found]:
+        statement = build_statement(_Fts5(), request)
+        async with self.db.session() as session:
+            return await found(session, statement)
+
+    async def catch_up(self, user_id: str) -> None:
+        """The FTS5 table follows ``search_documents`` through triggers: nothing to do."""
+
+    async def rebuild(self, user_id: str | None, progress: Progress) -> None:
+        """Nothing beyond ``search_documents``: its triggers rewrote the FTS5 rows."""
+
+    async def close(self) -> None:
+        pass
