@@ -1,27 +1,42 @@
-"""The WebSocket server: authenticate, subscribe to the user's bus channel, forward events.
+"""The WebSocket server: authenticate, catch up from the change log, then push live events.
 
-A client authenticates with ``/ws?token=TOKEN`` or a first message
-``{"type": "hello", "token": "TOKEN"}`` within 5 seconds; otherwise it is closed with code 4401.
+The order of a connection's start is what makes catch-up exact: subscribe to the user's events
+first, then read the change log, then send live events, skipping those with a ``seq`` already
+sent. Nothing committed after the log was read can be missed (the subscription was already
+listening) and nothing is sent twice (``seq`` is the user's, gapless and ordered).
+
+A live event whose ``seq`` jumps ahead of the last one sent means some were lost on the way
+(pub/sub keeps nothing during a Redis restart, and two transactions may publish out of order);
+the gap is read from the change log before the event is sent. The same happens when a slow
+client's bounded :class:`~realtime.outbox.Outbox` overflows.
+
+Close codes: 4400 a malformed hello or ``since``, 4401 no valid token within 5 s, 4429 too many
+connections of one user on this process, 1011 events unavailable (the bus failed), 1013 the
+database did not answer (retry shortly), 1001 the server is stopping (reconnect, to another
+process if there is one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy.exc import SQLAlchemyError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from postroom.errors import AuthenticationFailed
-from postroom.events import Event, user_channel
-from storage.db.models import User
+from postroom.errors import AuthenticationFailed, ChangesExpired, InvalidInput, StorageError
+from realtime.hub import Hub, frame
+from realtime.origins import Origins
+from realtime.outbox import Outbox
 from storage.registry import Storage
+from storage.repositories.changes import changes_since, current_seq
 from storage.repositories.tokens import authenticate
 
 __all__ = ["RealtimeServer"]
@@ -29,11 +44,30 @@ __all__ = ["RealtimeServer"]
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 5.0
+REPLAY_PAGE = 500
+MAX_CLIENT_MESSAGE = 4096  # clients send one hello; nothing big is ever expected from them
+
+BAD_REQUEST = 4400
 UNAUTHORIZED = 4401
+TOO_MANY = 4429
+UNAVAILABLE = 1011
+TRY_AGAIN_LATER = 1013
 
 
-def frame(event: Event) -> str:
-    return json.dumps({"type": event.type, "seq": event.seq, **event.data}, default=str)
+@dataclass(frozen=True)
+class Hello:
+    token: str | None
+    since: int | None
+
+
+def _since(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdecimal():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidInput("since must be the last change sequence number you received", field="since")
 
 
 class RealtimeServer:
@@ -41,15 +75,23 @@ class RealtimeServer:
 
     def __init__(self, store: Storage) -> None:
         self.store = store
+        self.settings = store.settings
+        self.hub = Hub(store.bus)
+        self.origins = Origins(store.settings)
         self._server: Server | None = None
 
     async def start(self) -> list[str]:
-        settings = self.store.settings
+        settings = self.settings
         self._server = await serve(
             self._handle,
             settings.listen_address,
             settings.realtime_port,
-            process_request=self._only_ws_path,
+            process_request=self._check_request,
+            compression=None,  # frames are small; a zlib context per client costs ~100 KB
+            max_size=MAX_CLIENT_MESSAGE,
+            max_queue=4,
+            ping_interval=settings.realtime_ping_interval_seconds,
+            ping_timeout=settings.realtime_ping_timeout_seconds,
         )
         return [f"ws://{settings.listen_address}:{settings.realtime_port}/ws (realtime)"]
 
@@ -57,53 +99,137 @@ class RealtimeServer:
         if self._server is None:
             return
         self._server.close()  # closes every client with 1001 so it reconnects elsewhere
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._server.wait_closed(), grace)
+        except TimeoutError:
+            log.warning("realtime: some connections did not close within %.0f s", grace)
+        await self.hub.close()
 
-    @staticmethod
-    def _only_ws_path(connection: ServerConnection, request: Request) -> Response | None:
+    # -- the handshake ----------------------------------------------------------------------
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != "/ws":
             return connection.respond(HTTPStatus.NOT_FOUND, "the WebSocket endpoint is /ws\n")
+        origin = request.headers.get("Origin")
+        if not self.origins.accepts(origin):
+            return connection.respond(
+                HTTPStatus.FORBIDDEN,
+                f"origin {origin} may not connect here; it must be listed in "
+                "POSTROOM_REALTIME_ALLOWED_ORIGINS\n",
+            )
         return None
 
-    async def _token(self, connection: ServerConnection) -> str | None:
+    async def _hello(self, connection: ServerConnection) -> Hello:
         assert connection.request is not None
         query = parse_qs(urlsplit(connection.request.path).query)
+        since = _since(query["since"][0]) if "since" in query else None
         if "token" in query:
-            return query["token"][0]
+            return Hello(query["token"][0], since)
         try:
             first = json.loads(await asyncio.wait_for(connection.recv(), HELLO_TIMEOUT))
-        except (TimeoutError, ValueError, ConnectionClosed):
-            return None
-        if isinstance(first, dict) and first.get("type") == "hello":
-            token = first.get("token")
-            return token if isinstance(token, str) else None
-        return None
+        except (TimeoutError, ValueError):
+            return Hello(None, None)
+        if not isinstance(first, dict) or first.get("type") != "hello":
+            return Hello(None, None)
+        token = first.get("token")
+        return Hello(token if isinstance(token, str) else None, _since(first.get("since", since)))
 
-    async def _user(self, connection: ServerConnection) -> User | None:
-        token = await self._token(connection)
+    async def _user_id(self, token: str | None) -> str | None:
         if token is None:
             return None
         try:
             async with self.store.db.session() as session:
-                return await authenticate(session, token)
+                return (await authenticate(session, token)).id
         except AuthenticationFailed:
             return None
 
+    # -- one connection ---------------------------------------------------------------------
+
     async def _handle(self, connection: ServerConnection) -> None:
-        user = await self._user(connection)
-        if user is None:
+        try:
+            await self._connection(connection)
+        except (SQLAlchemyError, OSError) as exc:
+            # The database is down or its pool exhausted: a retry later may succeed.
+            log.warning("realtime: database unavailable for a client: %s", exc)
+            await connection.close(TRY_AGAIN_LATER, "the database is busy; reconnect shortly")
+
+    async def _connection(self, connection: ServerConnection) -> None:
+        try:
+            hello = await self._hello(connection)
+        except InvalidInput as exc:
+            await connection.close(BAD_REQUEST, exc.message)
+            return
+        except ConnectionClosed:
+            return
+        user_id = await self._user_id(hello.token)
+        if user_id is None:
             await connection.close(UNAUTHORIZED, "authenticate with ?token= or a hello message")
             return
-        async with self.store.bus.subscribe(user_channel(user.id)) as events:
-            await connection.send(json.dumps({"type": "ready", "seq": user.change_seq}))
-            forward = asyncio.create_task(self._forward(connection, events))
-            await connection.wait_closed()
-            forward.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forward
+        cap = self.settings.realtime_max_connections_per_user
+        outbox = Outbox(self.settings.realtime_send_queue)
+        if not self.hub.admit(user_id, outbox, cap):
+            await connection.close(TOO_MANY, f"at most {cap} connections per user; close one")
+            return
+        closed = asyncio.ensure_future(connection.wait_closed())
+        closed.add_done_callback(outbox.close)
+        try:
+            await self.hub.subscribed(user_id)
+            await self._serve(connection, user_id, hello.since, outbox)
+            await connection.close(UNAVAILABLE, "events stopped on this server; reconnect")
+        except StorageError as exc:
+            log.warning("realtime: no events for a client: %s", exc)
+            await connection.close(UNAVAILABLE, "events are unavailable for now; reconnect")
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.leave(user_id, outbox)
+            closed.cancel()
 
-    @staticmethod
-    async def _forward(connection: ServerConnection, events: AsyncIterator[Event]) -> None:
-        async for event in events:
-            await connection.send(frame(event))
+    async def _serve(
+        self, connection: ServerConnection, user_id: str, since: int | None, outbox: Outbox
+    ) -> None:
+        if since is None:
+            last = await self._latest(user_id)
+        else:
+            last = await self._replay(connection, user_id, since)
+        await connection.send(json.dumps({"type": "ready", "seq": last}))
+        while not outbox.closed:
+            await outbox.wake.wait()
+            frames = outbox.take()
+            if frames is None:  # fell too far behind: the log has everything it missed
+                last = await self._replay(connection, user_id, last)
+                continue
+            for seq, text in frames:
+                if seq <= last:
+                    continue  # already replayed from the log
+                if seq > last + 1:
+                    last = await self._replay(connection, user_id, last)
+                    if seq <= last:
+                        continue
+                await connection.send(text)
+                last = seq
+
+    async def _latest(self, user_id: str) -> int:
+        async with self.store.db.session() as session:
+            return await current_seq(session, user_id)
+
+    async def _replay(self, connection: ServerConnection, user_id: str, since: int) -> int:
+        """Send every logged change after ``since`` in order; the last seq sent.
+
+        When the log no longer reaches back that far, send ``resync`` with the latest seq: the
+        client reloads its state and continues from there.
+        """
+        last = since
+        while True:
+            try:
+                async with self.store.db.session() as session:
+                    events = await changes_since(session, user_id, last, limit=REPLAY_PAGE)
+            except ChangesExpired:
+                latest = await self._latest(user_id)
+                await connection.send(json.dumps({"type": "resync", "seq": latest}))
+                return latest
+            for event in events:
+                await connection.send(frame(event))
+                last = event.seq
+            if len(events) < REPLAY_PAGE:
+                return last

@@ -1,4 +1,7 @@
-"""New mail reaches a connected WebSocket client; strangers are turned away with 4401."""
+"""Against a running ``postroom up``: new mail delivered over SMTP reaches a connected WebSocket
+client, a reconnecting client gets exactly what it missed, long polling sees the same events,
+and strangers are turned away with 4401.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def _url(platform: Platform, query: str = "") -> str:
 
 async def _next_event(ws: ClientConnection, kind: str) -> dict[str, object]:
     while True:
-        event: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), 15))
+        event: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), 60))
         if event["type"] == kind:
             return event
 
@@ -77,3 +80,78 @@ async def test_unauthenticated_clients_are_closed_with_4401(platform: Platform, 
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
+
+
+async def test_a_reconnecting_client_receives_exactly_the_mail_it_missed(
+    platform: Platform,
+) -> None:
+    token = await asyncio.to_thread(platform.token, "bob@example.test")
+    async with connect(_url(platform, f"?token={token}")) as ws:
+        since = (await _next_event(ws, "ready"))["seq"]
+    subjects = [f"missed {n} {uuid.uuid4().hex[:6]}" for n in range(10)]
+    for subject in subjects:  # one after another: each is filed before the next is sent
+        await _send_over_smtp(platform, subject)
+        await asyncio.to_thread(platform.wait_for, token, "inbox", subject)
+
+    async with connect(_url(platform, f"?token={token}&since={since}")) as ws:
+        frames = [json.loads(await asyncio.wait_for(ws.recv(), 60))]
+        while frames[-1]["type"] != "ready":
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+
+    replayed, ready = frames[:-1], frames[-1]
+    new_mail = [f["message"]["subject"] for f in replayed if f["type"] == "mail.new"]
+    assert new_mail == subjects, "exactly the ten missed messages, in order"
+    assert isinstance(since, int)
+    assert [f["seq"] for f in replayed] == list(range(since + 1, ready["seq"] + 1)), (
+        "every change after since, once each, in order (with the mailbox counts between)"
+    )
+
+
+async def test_long_polling_answers_with_new_mail(platform: Platform) -> None:
+    token = await asyncio.to_thread(platform.token, "bob@example.test")
+    with platform.api(token) as api:
+        latest = api.get("/changes").json()["latest"]
+        subject = f"long poll {uuid.uuid4().hex[:6]}"
+        waiting = asyncio.create_task(
+            asyncio.to_thread(api.get, "/events", params={"since": latest, "timeout": 20})
+        )
+        await _send_over_smtp(platform, subject)
+        response = await waiting
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    new_mail = [e for e in body["events"] if e["type"] == "mail.new"]
+    assert [e["message"]["subject"] for e in new_mail] == [subject]
+    assert body["events"][0]["seq"] == latest + 1
+    assert body["latest"] == body["events"][-1]["seq"]
+
+
+def test_long_polling_answers_empty_at_the_timeout(platform: Platform) -> None:
+    token = platform.token("ann@example.test")
+    with platform.api(token) as api:
+        latest = api.get("/changes").json()["latest"]
+        response = api.get("/events", params={"since": latest, "timeout": 0.5})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"events": [], "latest": latest}
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code", "field"),
+    [
+        ({"since": 10**9, "timeout": 0}, 410, "resync", None),
+        ({"since": 0, "timeout": 61}, 422, "invalid_input", "timeout"),
+        ({"since": -1}, 422, "invalid_input", "since"),
+    ],
+)
+def test_long_polling_refuses_what_it_cannot_serve(
+    platform: Platform, params: dict[str, int], status: int, code: str, field: str | None
+) -> None:
+    token = platform.token("ann@example.test")
+    with platform.api(token) as api:
+        response = api.get("/events", params=params)
+
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error.get("field") == field
