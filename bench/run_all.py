@@ -5,6 +5,7 @@ A benchmark is a folder ``bench/NAME/`` with a ``run.py`` that prints Markdown a
 
     make bench                                  # every benchmark
     .venv/bin/python -m bench.run_all outbound  # only those named
+    .venv/bin/python -m bench.run_all inbound   # SMTP accept (issue 3 point 15)
 """
 
 from __future__ import annotations

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 import postroom
 from gateway.errors import install_error_handlers
-from gateway.routes import auth, mailboxes, messages, send, suppressions
+from gateway.rate_limits import RateLimits, read_limit
+from gateway.routes import (
+    admin,
+    attachments,
+    auth,
+    changes,
+    drafts,
+    events,
+    keys,
+    mailboxes,
+    messages,
+    queue,
+    search,
+    send,
+    suppressions,
+    templates,
+    threads,
+)
 from storage.registry import Storage
 
 __all__ = ["create_app"]
@@ -32,9 +49,15 @@ def create_app(store: Storage) -> FastAPI:
     app.state.store = store
     install_error_handlers(app)
 
+    app.state.rate_limits = RateLimits(store.settings)
+    reads = [Depends(read_limit)]  # GETs of signed-in routes spend the read budget
+
     api = APIRouter(prefix="/api/v1")
-    for module in (auth, mailboxes, messages, send, suppressions):
-        api.include_router(module.router)
+    for module in (auth, keys, admin, mailboxes, messages, attachments, threads, changes, search):
+        api.include_router(module.router, dependencies=[] if module is auth else reads)
+    api.include_router(events.router, dependencies=reads)  # long polling: one read per wait
+    for module in (send, drafts, templates, suppressions, queue):
+        api.include_router(module.router, dependencies=reads)
     app.include_router(api)
 
     @app.get("/healthz", tags=["health"], include_in_schema=False)

@@ -15,16 +15,19 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.addresses import normalize_domain
 from postroom.dkim import dns_record
 from postroom.errors import NotFound, PostroomError
 from postroom.runner import ALL_ROLES, run_roles
 from postroom.settings import Settings
+from search.commands import add_search_commands, search_check, search_reindex
 from storage.db.models import Domain, User
 from storage.registry import Storage, open_storage
-from storage.repositories import suppressions
-from storage.repositories.accounts import add_domain, add_user, hosted_domain
+from storage.repositories import queue_admin, suppressions
+from storage.repositories.accounts import add_domain, add_user, find_user, hosted_domain
+from storage.repositories.tokens import create_api_key, list_api_keys, revoke_api_key
 from storage.schema import check_schema, migrate
 
 __all__ = ["main"]
@@ -71,6 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     suppression.add_parser("remove", help="allow sending to an address again").add_argument(
         "address"
     )
+    apikey = commands.add_parser(
+        "apikey", help="API keys for REST clients (the secret is shown once)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = apikey.add_parser("create", help="create a key for a user and print its secret")
+    create.add_argument("address")
+    create.add_argument("--name", required=True, help="what the key is for")
+    apikey.add_parser("list", help="list a user's keys (never their secrets)").add_argument(
+        "address"
+    )
+    revoke = apikey.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("address")
+    revoke.add_argument("key_id")
+    _add_queue_commands(commands)
+    add_search_commands(commands)
     return parser
 
 
@@ -194,6 +211,98 @@ async def _suppression_remove(store: Storage, args: argparse.Namespace) -> None:
     print(f"{args.address} removed from the suppression list")
 
 
+def _add_queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    queue = commands.add_parser(
+        "queue", help="outbound deliveries: list, show, retry, hold, release, delete"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = queue.add_parser("list", help="deliveries by when they are due (unfinished ones)")
+    listing.add_argument("--status", choices=queue_admin.STATUSES, help="only this status")
+    listing.add_argument("--domain", help="only deliveries to this recipient domain")
+    listing.add_argument("--limit", type=int, default=100)
+    queue.add_parser("show", help="one delivery and each recipient's state").add_argument("id")
+    queue.add_parser("retry", help="make a queued or deferred delivery due now").add_argument("id")
+    hold = queue.add_parser("hold", help="keep a delivery back until released")
+    hold.add_argument("id")
+    hold.add_argument("--reason", help="shown to the sender in the send's status")
+    queue.add_parser("release", help="put a held delivery back, due now").add_argument("id")
+    queue.add_parser(
+        "delete", help="cancel a delivery (kept, so the sender's status says cancelled)"
+    ).add_argument("id")
+
+
+def _print_entry(entry: queue_admin.QueueEntry) -> None:
+    """One tab-separated line per delivery, for grep and cut; recipients indented below."""
+    why = entry.held_reason if entry.status == "held" else entry.last_error
+    print(
+        f"{entry.id}\t{entry.status}\t{entry.domain}\t{entry.sender}\t"
+        f"{entry.recipient_count} rcpt\t{entry.attempts} tries\t"
+        f"next {entry.next_attempt_at:%Y-%m-%d %H:%M:%S}\t{why or ''}"
+    )
+    for recipient in entry.recipients:
+        print(f"  {recipient.address}\t{recipient.status}\t{recipient.reply or ''}")
+
+
+async def _queue_list(store: Storage, args: argparse.Namespace) -> None:
+    async with store.db.session() as session:
+        entries = await queue_admin.list_entries(
+            session, status=args.status, domain=args.domain, limit=args.limit
+        )
+    for entry in entries:
+        _print_entry(entry)
+
+
+async def _queue_show(store: Storage, args: argparse.Namespace) -> None:
+    async with store.db.session() as session:
+        _print_entry(await queue_admin.show(session, args.id))
+
+
+async def _queue_retry(store: Storage, args: argparse.Namespace) -> None:
+    _print_entry(await queue_admin.retry(store, args.id))
+
+
+async def _queue_hold(store: Storage, args: argparse.Namespace) -> None:
+    _print_entry(await queue_admin.hold(store, args.id, args.reason))
+
+
+async def _queue_release(store: Storage, args: argparse.Namespace) -> None:
+    _print_entry(await queue_admin.release(store, args.id))
+
+
+async def _queue_delete(store: Storage, args: argparse.Namespace) -> None:
+    _print_entry(await queue_admin.delete(store, args.id))
+
+
+async def _key_owner(session: AsyncSession, address: str) -> User:
+    user = await find_user(session, address.strip())
+    if user is None:
+        raise NotFound(f"no user {address}; see `postroom user list`")
+    return user
+
+
+async def _apikey_create(store: Storage, args: argparse.Namespace) -> None:
+    async with store.db.session() as session, session.begin():
+        user = await _key_owner(session, args.address)
+        secret, key = await create_api_key(session, user.id, args.name)
+    print(f"API key {key.id} ({key.name}) created for {user.address}; it is shown only now:")
+    print(secret)
+
+
+async def _apikey_list(store: Storage, args: argparse.Namespace) -> None:
+    async with store.db.session() as session:
+        user = await _key_owner(session, args.address)
+        keys = await list_api_keys(session, user.id)
+    for key in keys:  # one tab-separated line each, for grep and cut
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        print(f"{key.id}\t{key.created_at:%Y-%m-%d %H:%M}\t{state}\t{key.name}")
+
+
+async def _apikey_revoke(store: Storage, args: argparse.Namespace) -> None:
+    async with store.db.session() as session, session.begin():
+        user = await _key_owner(session, args.address)
+        key = await revoke_api_key(session, user.id, args.key_id)
+    print(f"API key {key.id} ({key.name}) of {user.address} revoked")
+
+
 _ADMIN: dict[tuple[str, str], Callable[[Storage, argparse.Namespace], Awaitable[None]]] = {
     ("domain", "add"): _domain_add,
     ("domain", "list"): _domain_list,
@@ -202,6 +311,17 @@ _ADMIN: dict[tuple[str, str], Callable[[Storage, argparse.Namespace], Awaitable[
     ("user", "list"): _user_list,
     ("suppression", "list"): _suppression_list,
     ("suppression", "remove"): _suppression_remove,
+    ("apikey", "create"): _apikey_create,
+    ("apikey", "list"): _apikey_list,
+    ("apikey", "revoke"): _apikey_revoke,
+    ("search", "reindex"): search_reindex,
+    ("search", "check"): search_check,
+    ("queue", "list"): _queue_list,
+    ("queue", "show"): _queue_show,
+    ("queue", "retry"): _queue_retry,
+    ("queue", "hold"): _queue_hold,
+    ("queue", "release"): _queue_release,
+    ("queue", "delete"): _queue_delete,
 }
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Every error a user can cause or act on is one of these, and its message says wha
     ├── NotFound                  no such thing, or it belongs to someone else
     ├── ChangesExpired            a change-log position too old (or unknown): resync
     ├── AlreadyExists             a duplicate of something unique
+    ├── Conflict                  too late or contradictory (a send gone out, a reused key)
+    ├── RateLimited               over a rate limit; says when to try again
     ├── AuthenticationFailed      wrong credentials or an expired/revoked token
     ├── Forbidden                 signed in, but only an administrator may do this
     ├── ContentCheckUnavailable   the spam/virus checker failed; check again later
@@ -29,6 +31,7 @@ __all__ = [
     "BlobNotFound",
     "ChangesExpired",
     "ConfigurationError",
+    "Conflict",
     "ContentCheckUnavailable",
     "Forbidden",
     "InvalidAddress",
@@ -36,6 +39,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PostroomError",
+    "RateLimited",
     "SchemaOutOfDate",
     "StorageError",
 ]
@@ -74,7 +78,11 @@ class InvalidHeader(InvalidInput):
 
 
 class NotFound(PostroomError):
-    """The thing asked for does not exist for this caller."""
+    """The thing asked for does not exist for this caller; ``field`` names where it was asked."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ChangesExpired(PostroomError):
@@ -86,6 +94,21 @@ class ChangesExpired(PostroomError):
 
 class AlreadyExists(PostroomError):
     """Creating this would duplicate something that must be unique."""
+
+
+class Conflict(PostroomError):
+    """The request contradicts what already happened: a send already gone out, an
+    idempotency key first used for a different request."""
+
+
+class RateLimited(PostroomError):
+    """Over a rate limit; ``retry_after`` seconds until the window resets, ``limit`` its size."""
+
+    def __init__(self, message: str, *, retry_after: int, limit: int, reset: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.limit = limit
+        self.reset = reset
 
 
 class AuthenticationFailed(PostroomError):

@@ -37,7 +37,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     blob_url: str = ""
     s3_endpoint_url: str | None = None
-    search_url: str | None = None
+    search_url: str | None = Field(
+        default=None,
+        description="Unset: full-text search in the metadata database (SQLite FTS5 or "
+        "PostgreSQL tsvector); http(s)://host:9200 for OpenSearch.",
+    )
 
     listen_address: str = Field(
         default="127.0.0.1",
@@ -96,8 +100,65 @@ class Settings(BaseSettings):
         default=60.0, description="Work due this long without progress is enqueued again."
     )
     redis_prefix: str = Field(default="postroom:", description="Prefix of every Redis key.")
+    realtime_allowed_origins: str | None = Field(
+        default=None,
+        description="Comma-separated browser origins the WebSocket server accepts ('*' for "
+        "any); unset accepts the gateway's own (http://HOSTNAME|localhost|127.0.0.1:HTTP_PORT).",
+    )
+    realtime_max_connections_per_user: int = Field(
+        default=20, description="WebSocket connections one user may hold on one realtime process."
+    )
+    realtime_send_queue: int = Field(
+        default=256,
+        description="Events waiting for one slow WebSocket client before it is served from the "
+        "change log instead.",
+    )
+    realtime_ping_interval_seconds: float = Field(
+        default=20.0, description="How often the WebSocket server pings each client."
+    )
+    realtime_ping_timeout_seconds: float = Field(
+        default=20.0, description="A client that has not answered a ping by then is closed."
+    )
 
     max_message_size: int = 25 * 1024 * 1024
+    send_undo_seconds: float = Field(
+        default=0.0,
+        description="Undo window: API sends wait this long, cancellable with DELETE /send/{id}.",
+    )
+    rate_send_user: str = Field(
+        default="30/minute;1000/day",
+        description="API sends per user, in `limits` notation; empty for no limit.",
+    )
+    rate_send_ip: str = Field(default="60/minute;5000/day", description="API sends per client IP.")
+    rate_read_user: str = Field(default="600/minute", description="API reads per user.")
+    rate_read_ip: str = Field(default="3000/minute", description="API reads per client IP.")
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain for STARTTLS on the SMTP ports; unset: a "
+        "self-signed one is generated under the data dir on first start.",
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM key of tls_cert_file.")
+    max_recipients: int = Field(default=100, description="RCPT TO per message; more get 452.")
+    max_sessions_per_ip: int = Field(
+        default=50, description="Concurrent SMTP sessions one client address may hold."
+    )
+    smtp_command_timeout_seconds: float = Field(
+        default=300.0, description="Idle time allowed between SMTP commands (RFC 5321 4.5.3.2)."
+    )
+    smtp_data_timeout_seconds: float = Field(
+        default=180.0, description="Idle time allowed while a message is being sent (DATA)."
+    )
+    submission_plaintext_auth: bool = Field(
+        default=False,
+        description="Allow AUTH without STARTTLS on the submission port for loopback clients "
+        "(local development only).",
+    )
+    submission_auth_ip_rates: str = Field(
+        default="10/minute;100/hour", description="Failed AUTH attempts allowed per client IP."
+    )
+    submission_auth_user_rates: str = Field(
+        default="5/minute;30/hour", description="Failed AUTH attempts allowed per user name."
+    )
     token_ttl_seconds: int = 7 * 24 * 3600
     shutdown_grace_seconds: float = 8.0
     processor_concurrency: int = 4

@@ -18,10 +18,13 @@ from postroom.errors import ConfigurationError
 from postroom.settings import Settings
 from storage.blobs import BlobStore
 from storage.blobs.files import FileBlobStore
+from storage.blobs.s3 import S3BlobStore
 from storage.bus import EventBus
 from storage.bus.memory import MemoryBus
+from storage.bus.redis import RedisBus
 from storage.cache import Cache
 from storage.cache.memory import MemoryCache
+from storage.cache.redis import RedisCache
 from storage.db.database import Database, open_postgresql, open_sqlite
 from storage.queues import Queue
 from storage.queues.redis_streams import RedisStreamQueue
@@ -38,22 +41,22 @@ DATABASES: dict[str, Callable[[str], Database]] = {
 }
 BLOB_STORES: dict[str, Callable[[str, Settings], BlobStore]] = {
     "file": lambda url, _settings: FileBlobStore.from_url(url),
+    "s3": lambda url, settings: S3BlobStore.from_url(url, settings.s3_endpoint_url),
 }
 QUEUES: dict[str, Callable[[str, Database, Settings], Queue]] = {
     "sql": lambda _url, db, _settings: TableQueue(db),
     "redis": lambda url, _db, settings: RedisStreamQueue(url, settings.redis_prefix),
     "rediss": lambda url, _db, settings: RedisStreamQueue(url, settings.redis_prefix),
 }
-# With POSTROOM_REDIS_URL set, bus and cache stay in process until their Redis backends land.
-BUSES: dict[str, Callable[[str], EventBus]] = {
-    "memory": lambda _url: MemoryBus(),
-    "redis": lambda _url: MemoryBus(),
-    "rediss": lambda _url: MemoryBus(),
+BUSES: dict[str, Callable[[str, Settings], EventBus]] = {
+    "memory": lambda _url, _settings: MemoryBus(),
+    "redis": lambda url, settings: RedisBus(url, settings.redis_prefix),
+    "rediss": lambda url, settings: RedisBus(url, settings.redis_prefix),
 }
-CACHES: dict[str, Callable[[str], Cache]] = {
-    "memory": lambda _url: MemoryCache(),
-    "redis": lambda _url: MemoryCache(),
-    "rediss": lambda _url: MemoryCache(),
+CACHES: dict[str, Callable[[str, Settings], Cache]] = {
+    "memory": lambda _url, _settings: MemoryCache(),
+    "redis": lambda url, settings: RedisCache(url, settings.redis_prefix),
+    "rediss": lambda url, settings: RedisCache(url, settings.redis_prefix),
 }
 
 LIMIT_STORES: dict[str, Callable[[str, str], LimitStorage]] = {
@@ -110,6 +113,6 @@ def open_storage(settings: Settings) -> Storage:
         db=db,
         blobs=_backend(BLOB_STORES, settings.blob_url, "blob")(settings.blob_url, settings),
         queue=_backend(QUEUES, queue_url, "queue")(queue_url, db, settings),
-        bus=_backend(BUSES, shared_url, "bus")(shared_url),
-        cache=_backend(CACHES, shared_url, "cache")(shared_url),
+        bus=_backend(BUSES, shared_url, "bus")(shared_url, settings),
+        cache=_backend(CACHES, shared_url, "cache")(shared_url, settings),
     )

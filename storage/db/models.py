@@ -35,13 +35,18 @@ __all__ = [
     "Delivery",
     "DeliveryRecipient",
     "Domain",
+    "Draft",
+    "IdempotencyKey",
     "InboundMessage",
     "Mailbox",
     "Message",
     "MessageContent",
     "OutboundMessage",
     "QueueJob",
+    "SearchDocument",
+    "SendSchedule",
     "Suppression",
+    "Template",
     "Thread",
     "User",
 ]
@@ -190,9 +195,13 @@ class InboundMessage(Base):
     source: Mapped[str] = mapped_column(String(16))
     delivery_id: Mapped[str | None] = mapped_column(ID, default=None)
     peer: Mapped[str] = mapped_column(String(255), default="")
+    helo: Mapped[str] = mapped_column(String(255), default="")
+    """The name the client gave in HELO/EHLO; SPF checks it (and uses it for a null sender)."""
     received_at: Mapped[datetime] = _created()
     status: Mapped[str] = mapped_column(String(16), default="pending")
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    """Why the last processing attempt was put off (e.g. the spam checker was down)."""
 
 
 class OutboundMessage(Base):
@@ -292,3 +301,83 @@ class QueueJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime] = _created()
+
+
+class Draft(Base):
+    """A message being written: its request as the API took it, and its copy in Drafts."""
+
+    __tablename__ = "drafts"
+    id: Mapped[str] = _id()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(ID)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class Template(Base):
+    """A user's Jinja2 message template with the variables it declares."""
+
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_templates_user_name"),)
+    id: Mapped[str] = _id()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    html: Mapped[str | None] = mapped_column(Text, default=None)
+    variables: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class IdempotencyKey(Base):
+    """The first result of a send made with an ``Idempotency-Key``; unique per user and key."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),)
+    id: Mapped[str] = _id()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+
+
+class SendSchedule(Base):
+    """When an API send is due, so that it can be cancelled until it goes out."""
+
+    __tablename__ = "send_schedules"
+    outbound_id: Mapped[str] = mapped_column(
+        ForeignKey("outbound_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    send_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SearchDocument(Base):
+    """The searchable text of one message content, normalised by ``search.text``.
+
+    One row per content, shared by every copy: flags, mailbox, dates and sizes are read from
+    ``messages`` at query time, so flag changes and moves need no reindexing and a deleted copy
+    simply stops matching. The engine's own index (an SQLite FTS5 table, a PostgreSQL tsvector
+    column) is derived from these columns by the 0006 migration's triggers and generated column.
+    """
+
+    __tablename__ = "search_documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    blob_key: Mapped[str] = mapped_column(
+        ForeignKey("message_contents.blob_key", ondelete="CASCADE"), unique=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sender: Mapped[str] = mapped_column(Text, default="")
+    recipients_to: Mapped[str] = mapped_column(Text, default="")
+    recipients_cc: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    filenames: Mapped[str] = mapped_column(Text, default="")
+    indexed_at: Mapped[datetime] = _created()
+
+
+# Search joins a content's index row to the user's copies of it.
+Index("ix_messages_content_user", Message.blob_key, Message.user_id)
