@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import dns.asyncresolver
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, case, literal, select, update
 
 from postroom.checks import ContentCheck, Verdict
 from postroom.checks.noop import NoopCheck
@@ -26,7 +26,7 @@ from smtp_out.backoff import RetrySchedule
 from smtp_out.bounces import FollowUp, Notices, outcomes
 from smtp_out.connections import Connections
 from smtp_out.delivery import Envelope, Reply, deliver
-from smtp_out.dkim import sign_for_sender
+from smtp_out.dkim import DkimSigner
 from smtp_out.limits import DeliveryLimits
 from smtp_out.mx import ResolutionFailed, Target, resolve_targets
 from storage.db.models import Delivery, DeliveryRecipient, OutboundMessage
@@ -38,6 +38,7 @@ __all__ = ["PENDING", "Policy", "attempt_delivery", "overall_status"]
 log = logging.getLogger(__name__)
 
 PENDING = ("queued", "deferred")
+STOPPED = ("held", "cancelled")  # set by an administrator (postroom queue hold|delete)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Policy:
     """Seconds one attempt (DNS and SMTP, all hosts) may take before the rest is deferred."""
     notices: Notices = field(default_factory=Notices)
     """When the sender hears of a delay, and how long a hard bounce suppresses an address."""
+    signer: DkimSigner = field(default_factory=DkimSigner)
+    """DKIM keys of the sending domains, kept parsed between attempts."""
 
     @property
     def lease(self) -> float:
@@ -80,7 +83,8 @@ async def attempt_delivery(
     now = utcnow()
     lease_until = now + timedelta(seconds=policy.lease)
     async with store.db.session() as session, session.begin():
-        leased = await session.scalar(
+        # one statement takes the lease and reads the row; one more reads the rest
+        delivery = await session.scalar(
             update(Delivery)
             .where(
                 Delivery.id == delivery_id,
@@ -89,21 +93,26 @@ async def attempt_delivery(
                 Delivery.next_attempt_at <= now,
             )
             .values(next_attempt_at=lease_until)
-            .returning(Delivery.id)
+            .returning(Delivery)
         )
-        if leased is None:
+        if delivery is None:
             log.debug("delivery %s: missing, local, final, not due or taken; skipped", delivery_id)
             return None
-        delivery = await session.get_one(Delivery, delivery_id)
-        outbound = await session.get_one(OutboundMessage, delivery.outbound_id)
-        recipients = list(
-            await session.scalars(
-                select(DeliveryRecipient.address).where(
-                    DeliveryRecipient.delivery_id == delivery_id,
-                    DeliveryRecipient.status.in_(PENDING),
-                )
+        rows = (
+            await session.execute(
+                select(OutboundMessage, DeliveryRecipient)
+                .join(DeliveryRecipient, DeliveryRecipient.delivery_id == delivery_id)
+                .where(OutboundMessage.id == delivery.outbound_id)
+                .order_by(DeliveryRecipient.address)
             )
+        ).all()
+        outbound = (
+            rows[0][0] if rows else await session.get_one(OutboundMessage, delivery.outbound_id)
         )
+    current = _Recipients(
+        {row[1].id: (row[1].address, row[1].status, row[1].remote_reply) for row in rows}
+    )
+    recipients = current.pending()
     if recipients and (wait := await policy.limits.wait(delivery.domain)) is not None:
         log.info(
             "delivery %s: over the rate for %s; postponed %.0f s",
@@ -134,7 +143,7 @@ async def attempt_delivery(
     # Servers may have said 250. If recording that fails (a crash, the database gone), the
     # lease is kept, so the delivery is retried only when it runs out: the one window in
     # which a message can go out twice, as in every MTA (RFC 1047).
-    return await _record(store, delivery_id, replies, policy)
+    return await _record(store, delivery, outbound, current, replies, policy)
 
 
 async def _deliver(
@@ -152,7 +161,7 @@ async def _deliver(
     raw = await store.blobs.get(outbound.blob_key)
     if check and (unchecked := await _check_content(raw, recipients, policy)) is not None:
         return unchecked
-    raw = await sign_for_sender(store, outbound.sender, raw)
+    raw = await policy.signer.sign_for_sender(store, outbound.sender, raw)
     try:
         async with asyncio.timeout(policy.deadline):
             targets = policy.relay or await resolve_targets(resolver, domain)
@@ -232,56 +241,100 @@ async def _hold(store: Storage, delivery_id: str, verdict: Verdict) -> None:
     log.warning("delivery %s to %s: held, %s", delivery_id, delivery.domain, verdict.reason)
 
 
+@dataclass
+class _Recipients:
+    """The delivery's recipients as the lease read them: row id -> (address, status, reply).
+
+    While the lease is ours nobody else changes them, so the recording transaction needs
+    neither to read the rows again nor to ask which are still open.
+    """
+
+    rows: dict[str, tuple[str, str, str | None]]
+
+    def pending(self) -> list[str]:
+        return [address for address, status, _ in self.rows.values() if status in PENDING]
+
+
 async def _record(
-    store: Storage, delivery_id: str, replies: dict[str, Reply], policy: Policy
+    store: Storage,
+    delivery: Delivery,
+    outbound: OutboundMessage,
+    current: _Recipients,
+    replies: dict[str, Reply],
+    policy: Policy,
 ) -> float | None:
-    """Record the replies; a DSN blob for the sender is written first (see smtp_out.bounces)."""
+    """Record the replies; a DSN blob for the sender is written first (see smtp_out.bounces).
+
+    ``delivery`` and ``outbound`` are the rows the lease read (detached): the lease keeps
+    them ours, so the recording is two updates in one transaction, no reads.
+    """
     now, schedule = utcnow(), policy.schedule
-    async with store.db.session() as session:  # the lease keeps both rows ours meanwhile
-        delivery = await session.get_one(Delivery, delivery_id)
-        outbound = await session.get_one(OutboundMessage, delivery.outbound_id)
     results = outcomes(
         replies, give_up=schedule.expired(delivery.created_at, now), schedule=schedule
     )
     follow_up = await FollowUp.prepare(
         store, delivery, outbound, results, policy.notices, schedule, now
     )
+    changes: list[dict[str, object]] = []
+    final: list[tuple[str, str | None]] = []  # (status, reply) of every recipient
+    for row_id, (address, status, reply) in current.rows.items():
+        if (result := results.get(address)) is None:
+            final.append((status, reply))
+            continue
+        changes.append(
+            {"id": row_id, "status": result.status, "remote_reply": result.text, "updated_at": now}
+        )
+        final.append((result.status, result.text))
+    status = overall_status([status for status, _ in final])
+    attempts = delivery.attempts + 1
+    delay = schedule.delay(attempts) if status == "deferred" else None
+    last_error = _last_error(final)
     async with store.db.session() as session, session.begin():
-        delivery = await session.get_one(Delivery, delivery_id)
-        rows = list(
-            await session.scalars(
-                select(DeliveryRecipient).where(DeliveryRecipient.delivery_id == delivery_id)
+        if changes:
+            await session.execute(update(DeliveryRecipient), changes)
+        await follow_up.record(session, delivery, policy.notices, now)
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id)
+            .values(
+                status=_unless_stopped(status),
+                attempts=Delivery.attempts + 1,
+                last_error=last_error,
+                updated_at=now,
+                next_attempt_at=now + timedelta(seconds=delay or 0.0),
+                delay_notified_at=delivery.delay_notified_at,
             )
         )
-        for row in rows:
-            if (result := results.get(row.address)) is None:
-                continue
-            row.status, row.remote_reply, row.updated_at = result.status, result.text, now
-        delivery.status = overall_status([row.status for row in rows])
-        delivery.attempts += 1
-        delivery.last_error = _last_error(rows)
-        delivery.updated_at = now
-        delay = schedule.delay(delivery.attempts) if delivery.status == "deferred" else None
-        delivery.next_attempt_at = now + timedelta(seconds=delay or 0.0)
-        await follow_up.record(session, delivery, policy.notices, now)
     await follow_up.after_commit(store)
     log.info(
         "delivery %s to %s: %s after attempt %d%s",
-        delivery_id,
+        delivery.id,
         delivery.domain,
-        delivery.status,
-        delivery.attempts,
-        f" ({delivery.last_error})" if delivery.last_error else "",
+        status,
+        attempts,
+        f" ({last_error})" if last_error else "",
     )
     return delay
 
 
-def _last_error(rows: Sequence[DeliveryRecipient]) -> str | None:
+def _unless_stopped(status: str) -> ColumnElement[str] | str:
+    """The new status, except that an administrator's hold or delete made during the attempt
+    stands when the attempt ended open (deferred): the worker must not revive what an admin
+    stopped. A final outcome (delivered, bounced) is the truth and is recorded either way."""
+    if status not in PENDING:
+        return status
+    return case(
+        (Delivery.status.in_(STOPPED), Delivery.status),
+        else_=literal(status),
+    )
+
+
+def _last_error(final: Sequence[tuple[str, str | None]]) -> str | None:
     """What stops the delivery now: a deferral first (it is still open), else a bounce."""
     for wanted in ("deferred", "bounced"):
-        for row in rows:
-            if row.status == wanted and row.remote_reply:
-                return row.remote_reply
+        for status, reply in final:
+            if status == wanted and reply:
+                return reply
     return None
 
 

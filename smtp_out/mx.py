@@ -76,6 +76,9 @@ class Target:
         return f"{self.host}[{self.address}]"
 
 
+DNS_CACHE_ENTRIES = 10_000
+
+
 async def make_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
     """A resolver for the configured nameservers, or the system's.
 
@@ -94,6 +97,9 @@ async def make_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
             dns.nameserver.Do53Nameserver(host, port) for host, port in settings.nameservers
         ]
     resolver.lifetime = DNS_LIFETIME
+    # Answers are kept for their TTL (negative ones for the SOA minimum), as every MTA does:
+    # a busy route would otherwise cost an MX and an A query per message.
+    resolver.cache = dns.resolver.LRUCache(DNS_CACHE_ENTRIES)
     return resolver
 
 

@@ -30,8 +30,9 @@ from storage.db.models import Delivery
 from storage.queues import OUTGOING, Job
 from storage.queues.consumers import ConsumerOptions, QueueConsumers, sweep_options
 from storage.registry import Storage
+from storage.repositories.schedules import RELEASE, release_due
 
-__all__ = ["DeliveryWorker"]
+__all__ = ["DeliveryWorker", "SweepWindow"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class DeliveryWorker:
         self.store = store
         self.policy = build_policy(settings)
         self.resolver: dns.asyncresolver.Resolver | None = None
+        self.sweeps = SweepWindow()
         self.consumers = QueueConsumers(
             store.queue,
             OUTGOING,
@@ -109,6 +111,9 @@ class DeliveryWorker:
 
     async def _handle(self, job: Job) -> float | None:
         """Attempt the delivery; None when it is finished, else the delay until it is due."""
+        if RELEASE in job.payload:  # a scheduled send is due: its local mail may go now
+            await release_due(self.store)
+            return None
         delivery_id = job.payload.get("delivery_id")
         if not isinstance(delivery_id, str):
             log.error("outgoing job %s names no delivery (%r); dropped", job.id, job.payload)
@@ -117,20 +122,58 @@ class DeliveryWorker:
         return await attempt_delivery(self.store, delivery_id, self.resolver, self.policy)
 
     async def _find_lost(self, due_before: datetime) -> list[dict[str, Any]]:
+        """Due deliveries whose hint may be lost: see :class:`SweepWindow`."""
+        await release_due(self.store)  # scheduled local mail whose hint was lost
+        since = await self.sweeps.since(self.store)
         async with self.store.db.session() as session:
-            ids = await _due(session, due_before, limit=1000)
-        return [{"delivery_id": delivery_id} for delivery_id in ids]
+            due = await _due(session, due_before, since, limit=SWEEP_BATCH)
+        self.sweeps.swept(due_before, due, full=since is None)
+        return [{"delivery_id": delivery_id} for delivery_id, _ in due]
 
 
-async def _due(session: AsyncSession, due_before: datetime, limit: int) -> list[str]:
-    ids = await session.scalars(
-        select(Delivery.id)
-        .where(
-            Delivery.local.is_(False),
-            Delivery.status.in_(PENDING),
-            Delivery.next_attempt_at < due_before,
-        )
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
+SWEEP_BATCH = 1000
+
+
+class SweepWindow:
+    """Which due deliveries a sweep re-enqueues, so a backlog does not fill up with copies.
+
+    A delivery still due a while after it fell due has probably lost its hint; but under a
+    backlog it merely waits its turn, and re-enqueuing every such row on every sweep piled up
+    thousands of duplicate hints (each costing a claim, a failed lease and an ack). So a sweep
+    normally takes only the rows that fell due since the previous sweep's cutoff: each gets one
+    extra hint. A full sweep (everything due) runs at start, whenever the queue is empty (a
+    Redis FLUSHALL empties it: the lost hints are found at the next sweep) and every
+    ``full_every`` sweeps, so a hint lost on its own is found within that many intervals.
+    """
+
+    def __init__(self, full_every: int = 10) -> None:
+        self.full_every = full_every
+        self._cutoff: datetime | None = None
+        self._since_full = 0
+
+    async def since(self, store: Storage) -> datetime | None:
+        """Where this sweep starts; None for a full sweep."""
+        if self._cutoff is None or self._since_full >= self.full_every:
+            return None
+        if await store.queue.depth(OUTGOING) == 0:
+            return None
+        return self._cutoff
+
+    def swept(self, cutoff: datetime, found: list[tuple[str, datetime]], *, full: bool) -> None:
+        self._since_full = 0 if full else self._since_full + 1
+        # a batch cut short by the limit goes on where it stopped, at the next sweep
+        self._cutoff = found[-1][1] if len(found) >= SWEEP_BATCH else cutoff
+
+
+async def _due(
+    session: AsyncSession, due_before: datetime, due_since: datetime | None, limit: int
+) -> list[tuple[str, datetime]]:
+    query = select(Delivery.id, Delivery.next_attempt_at).where(
+        Delivery.local.is_(False),
+        Delivery.status.in_(PENDING),
+        Delivery.next_attempt_at < due_before,
     )
-    return list(ids)
+    if due_since is not None:
+        query = query.where(Delivery.next_attempt_at >= due_since)
+    rows = await session.execute(query.order_by(Delivery.next_attempt_at).limit(limit))
+    return [(row.id, row.next_attempt_at) for row in rows]

@@ -8,6 +8,8 @@ to the same sink, over the same number of connections:
 - **aiosmtplib loop**: the same messages sent by a plain loop of aiosmtplib clients, each
   connection reused for message after message. Nothing is stored, so this is the ceiling of
   the client side (Python, asyncio, aiosmtplib) on this machine.
+- **postroom smtp-out alone**: the same messages queued through the API with only the gateway
+  running, then ``postroom run smtp-out`` started: the delivery side without the API in front.
 - **Postfix**: a private Postfix instance (Debian defaults, its own queue in a temporary
   directory) takes the same messages over SMTP and relays them to the sink; timed from the
   first message handed to it to the sink having all N.
@@ -16,6 +18,7 @@ Targets (issue 4 point 13): postroom at least 0.7x the aiosmtplib ceiling and at
 Postfix. They are reported, not asserted: the run exits 0 either way.
 
     .venv/bin/python -m bench.outbound.run [--messages 5000] [--connections 8]
+        [--database sqlite|postgresql] [--profile [flamegraph|raw]]
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -43,6 +48,7 @@ from bench.support import (
     PostfixRelay,
     PostfixUnavailable,
     SmtpSink,
+    _database_url,
     markdown_table,
     note,
     running_postroom,
@@ -55,6 +61,7 @@ SINK = "127.0.0.2"
 DOMAIN = "bench.test"
 SENDER_DOMAIN = "sender.test"
 SENDER = f"bench@{SENDER_DOMAIN}"
+UNLIMITED = "100000000/minute"
 STALL_SECONDS = 120.0
 """Give up waiting for the sink when no message arrived for this long."""
 
@@ -168,16 +175,17 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def start_profile(pid: int) -> subprocess.Popen[bytes] | None:
+def start_profile(pid: int, raw: bool) -> subprocess.Popen[bytes] | None:
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
     if py_spy is None:
         note("--profile: py-spy is not installed (pip install py-spy); running without")
         return None
     RESULTS.mkdir(parents=True, exist_ok=True)
-    output = RESULTS / "outbound-postroom.svg"
+    output = RESULTS / ("outbound-postroom.txt" if raw else "outbound-postroom.svg")
     note(f"profiling postroom (pid {pid}) into {output}")
+    formats = ["--format", "raw"] if raw else []
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--rate", "100", "--output", str(output)],
+        [py_spy, "record", "--pid", str(pid), "--rate", "100", *formats, "--output", str(output)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -189,6 +197,19 @@ def stop_profile(profiler: subprocess.Popen[bytes] | None) -> None:
         profiler.wait(timeout=60)
 
 
+def _postroom_env(sink: SmtpSink, dns: Dnsmasq, args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "POSTROOM_DNS_NAMESERVERS": dns.nameserver,
+        "POSTROOM_DELIVERY_PORT": str(sink.port),
+        "POSTROOM_DELIVERY_CONCURRENCY": str(args.connections),
+        "POSTROOM_DELIVERY_CONNECTIONS_PER_HOST": str(args.connections),
+        # the API's per-user and per-IP send limits protect real users; the bench is one
+        # user sending thousands
+        "POSTROOM_RATE_SEND_USER": UNLIMITED,
+        "POSTROOM_RATE_SEND_IP": UNLIMITED,
+    }
+
+
 def postroom_run(
     sink: SmtpSink,
     dns: Dnsmasq,
@@ -196,17 +217,12 @@ def postroom_run(
     args: argparse.Namespace,
 ) -> tuple[Result, Result]:
     """The delivered rate and, as a second row, the API enqueue rate (202s per second)."""
-    env = {
-        "POSTROOM_DNS_NAMESERVERS": dns.nameserver,
-        "POSTROOM_DELIVERY_PORT": str(sink.port),
-        "POSTROOM_DELIVERY_CONCURRENCY": str(args.connections),
-        "POSTROOM_DELIVERY_CONNECTIONS_PER_HOST": str(args.connections),
-    }
+    env = _postroom_env(sink, dns, args)
     with running_postroom(env, args.database, SENDER_DOMAIN, [SENDER]) as platform:
         token = platform.token(SENDER)
         assert platform.process is not None
         pid = platform.process.pid
-        profiler = start_profile(pid) if args.profile else None
+        profiler = start_profile(pid, args.profile == "raw") if args.profile else None
         cpu_before, own_before = cpu_seconds(pid), own_cpu_seconds()
         goal = sink.count
 
@@ -259,6 +275,44 @@ def postroom_run(
         posted.accepted,
     )
     return delivery, enqueue
+
+
+def delivery_only_run(
+    sink: SmtpSink, dns: Dnsmasq, messages: list[Message], args: argparse.Namespace
+) -> Result:
+    """smtp-out alone: the messages are queued through the API first (only the gateway runs),
+    then ``postroom run smtp-out`` starts and drains the queue. Timed from its start (process
+    start-up included) to the sink having them all: the delivery side without the API.
+    """
+    env = {**_postroom_env(sink, dns, args)}
+    with (
+        tempfile.TemporaryDirectory(prefix="postroom-bench-") as folder,
+        _database_url(args.database, Path(folder)) as url,
+    ):
+        platform = Platform(Path(folder), url)
+        platform.env.update(env)
+        platform.setup(SENDER_DOMAIN, SENDER)
+        try:
+            platform.start_role("gateway")
+            posted = Posted()
+            asyncio.run(
+                post_all(platform, platform.token(SENDER), messages, args.api_concurrency, posted)
+            )
+            goal = sink.count + posted.accepted
+            began = time.perf_counter()
+            worker = platform.start_role("smtp-out")
+            done = asyncio.run(sink.wait_for(goal, STALL_SECONDS))
+            cpu = cpu_seconds(worker.pid)
+        finally:
+            platform.stop()
+    delivered = posted.accepted - (goal - sink.count)
+    return Result(
+        f"postroom smtp-out alone, {args.connections} connections (queued to delivered)",
+        posted.accepted,
+        None if done is None else done - began,
+        delivered,
+        [f"smtp-out used {cpu:.1f} s of CPU ({1000 * cpu / max(delivered, 1):.1f} ms a message)"],
+    )
 
 
 # -- Postfix --------------------------------------------------------------------------------
@@ -372,13 +426,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy flame graph of postroom into bench/results"
+        "--profile",
+        nargs="?",
+        const="flamegraph",
+        choices=["flamegraph", "raw"],
+        help="py-spy profile of postroom into bench/results: a flame graph (SVG), or 'raw'"
+        " collapsed stacks (text, one stack a line) to sum up with a script",
     )
     args = parser.parse_args(argv)
 
     messages = make_messages(args.messages, args.size)
     size = len(messages[0].as_bytes("client.bench.test"))
-    records = [f"--mx-host={DOMAIN},mx.{DOMAIN},10", f"--host-record=mx.{DOMAIN},{SINK}"]
+    records = [
+        f"--mx-host={DOMAIN},mx.{DOMAIN},10",
+        f"--host-record=mx.{DOMAIN},{SINK}",
+        "--local-ttl=300",  # dnsmasq answers its own records with TTL 0 unless told
+    ]
     postfix: Result | None = None
     postfix_missing: str | None = None
     load_before = os.getloadavg()[0]
@@ -388,13 +451,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ceiling = asyncio.run(aiosmtplib_loop(sink, messages, args.connections))
         note(f"postroom: {args.messages} POSTs, then waiting for the sink")
         postroom, enqueue = postroom_run(sink, dns, messages, args)
+        note("postroom smtp-out alone: queue through the API, then start the worker")
+        alone = delivery_only_run(sink, dns, messages, args)
         note("Postfix: a private instance relaying to the sink")
         try:
             postfix = postfix_run(sink, messages, args)
         except PostfixUnavailable as exc:
             postfix_missing = str(exc)
             note(f"postfix: unavailable ({exc})")
-    results = [ceiling, postroom, enqueue, *([postfix] if postfix else [])]
+    results = [ceiling, postroom, enqueue, alone, *([postfix] if postfix else [])]
     load = (load_before, os.getloadavg()[0])
     markdown = report(results, ceiling, postroom, postfix, postfix_missing, args, size, load)
     print(markdown)

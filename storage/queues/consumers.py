@@ -15,7 +15,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,9 @@ from storage.queues import Job, Queue
 __all__ = ["ConsumerOptions", "QueueConsumers", "sweep_options"]
 
 log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 5.0
+"""How long a stop waits, past the grace period, for acks and releases under way."""
 
 Handler = Callable[[Job], Awaitable[float | None]]
 FindLost = Callable[[datetime], Awaitable[list[dict[str, Any]]]]
@@ -67,6 +71,10 @@ class QueueConsumers:
         self._consumer = f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._claiming = asyncio.Lock()
+        self._claimed: deque[Job] = deque()
+        self._idle = 0
+        self._settling: set[asyncio.Future[None]] = set()
 
     def start(self) -> None:
         self._tasks = [
@@ -85,35 +93,64 @@ class QueueConsumers:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=SETTLE_SECONDS)
+        while self._claimed:  # claimed for a consumer that was cancelled before taking it
+            job = self._claimed.popleft()
+            with contextlib.suppress(Exception):
+                await self.queue.release(job)
 
     async def _consume(self, number: int) -> None:
-        consumer = f"{self._consumer}/{number}"
         while not self._stopping.is_set():
             try:
-                jobs = await self.queue.claim(
-                    self.name, consumer, limit=1, lease=self.options.lease, wait=1.0
-                )
+                job = await self._next_job()
             except Exception:
                 log.exception("cannot claim from the %s queue; retrying", self.name)
                 await asyncio.sleep(1.0)
                 continue
-            for job in jobs:
-                try:
-                    await self._run(job)
-                except Exception:
-                    # ack or release failed: the lease expires and the job comes back, so
-                    # keep consuming rather than let this task die
-                    log.exception("queue bookkeeping for %s job %s failed", self.name, job.id)
+            if job is None:
+                continue
+            try:
+                await self._run(job)
+            except Exception:
+                # ack or release failed: the lease expires and the job comes back, so
+                # keep consuming rather than let this task die
+                log.exception("queue bookkeeping for %s job %s failed", self.name, job.id)
+
+    async def _next_job(self) -> Job | None:
+        """A job for one idle consumer; None if none came within the claim's wait.
+
+        One consumer at a time claims, for every consumer then idle: under a backlog that is
+        one claim transaction for several jobs instead of one each. Nobody claims more than
+        the idle consumers take at once, so a job never waits here while its lease runs and
+        another process could have had it.
+        """
+        self._idle += 1
+        try:
+            async with self._claiming:
+                if not self._claimed and not self._stopping.is_set():
+                    self._claimed.extend(
+                        await self.queue.claim(
+                            self.name,
+                            f"{self._consumer}/{id(self)}",
+                            limit=self._idle,
+                            lease=self.options.lease,
+                            wait=1.0,
+                        )
+                    )
+                return self._claimed.popleft() if self._claimed else None
+        finally:
+            self._idle -= 1
 
     async def _run(self, job: Job) -> None:
         if self._stopping.is_set():
-            await self.queue.release(job)
+            await self._settle(self.queue.release(job))
             return
         try:
             delay = await self.handle(job)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.queue.release(job))
+                await self._settle(self.queue.release(job))
             raise
         except Exception:
             retry = min(self.options.retry_delay * job.attempts, self.options.max_retry_delay)
@@ -124,12 +161,23 @@ class QueueConsumers:
                 job.attempts,
                 retry,
             )
-            await self.queue.release(job, delay=retry)
+            await self._settle(self.queue.release(job, delay=retry))
             return
         if delay is None:
-            await self.queue.ack(job)
+            await self._settle(self.queue.ack(job))
         else:
-            await self.queue.release(job, delay=delay)
+            await self._settle(self.queue.release(job, delay=delay))
+
+    async def _settle(self, bookkeeping: Coroutine[Any, Any, None]) -> None:
+        """Ack or release to the end even if a stop cancels the consumer meanwhile.
+
+        A job whose work is done (or handed back) but whose ack was cut off would stay
+        claimed until its lease ran out; :meth:`stop` waits for these before returning.
+        """
+        task = asyncio.ensure_future(bookkeeping)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
 
     async def _sweep(self) -> None:
         """At start re-enqueue everything due, then whatever stays due past ``sweep_age``."""

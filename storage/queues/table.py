@@ -63,6 +63,11 @@ class TableQueue:
                     .where(QueueJob.queue == queue, QueueJob.available_at <= now)
                     .order_by(QueueJob.available_at)
                     .limit(limit)
+                    # PostgreSQL: rows another claimer holds are skipped, not waited for and
+                    # then lost (every consumer would pick the same oldest job, and all but
+                    # one would sleep a poll interval). SQLite renders nothing here: its
+                    # BEGIN IMMEDIATE already makes the select and the update one unit.
+                    .with_for_update(skip_locked=True)
                 )
             ).all()
             if not ids:
