@@ -16,13 +16,12 @@ from sqlalchemy import ColumnElement, and_, bindparam, cast, func, literal_colum
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.sql.expression import ColumnClause
 
-from search.backend import Found, Progress, SearchRequest
 from search.query import Term
-from search.sql_query import PageSelect, build_statement, found
+from search.sql_query import PageSelect, SqlSearch
 from storage.db.database import Database
 from storage.db.models import Message, SearchDocument
 
-__all__ = ["PostgresFtsSearch", "tsquery_leaf"]
+__all__ = ["postgres_search", "tsquery_leaf"]
 
 WEIGHTS = {"subject": "A", "from": "B", "to": "C", "cc": "C", "body": "D", "filename": "D"}
 SHARED_WEIGHT = {
@@ -83,22 +82,6 @@ class _TsQuery:
         )
 
 
-class PostgresFtsSearch:
-    name = "postgresql-tsvector"
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def search(self, request: SearchRequest) -> list[Found]:
-        statement = build_statement(_TsQuery(), request)
-        async with self.db.session() as session:
-            return await found(session, statement)
-
-    async def catch_up(self, user_id: str) -> None:
-        """The tsvector is a generated column of ``search_documents``: nothing to do."""
-
-    async def rebuild(self, user_id: str | None, progress: Progress) -> None:
-        """Nothing beyond ``search_documents``: PostgreSQL regenerated the column."""
-
-    async def close(self) -> None:
-        pass
+def postgres_search(db: Database) -> SqlSearch:
+    """Search on PostgreSQL: the generated tsvector column of ``search_documents``."""
+    return SqlSearch(db, _TsQuery(), "postgresql-tsvector")

@@ -11,15 +11,15 @@ from collections.abc import Callable
 
 from postroom.errors import ConfigurationError
 from search.backend import SearchBackend
-from search.postgres_fts import PostgresFtsSearch
-from search.sqlite_fts import SqliteFtsSearch
+from search.postgres_fts import postgres_search
+from search.sqlite_fts import sqlite_search
 from storage.registry import Storage
 
 __all__ = ["BACKENDS", "open_search", "search_url"]
 
 BACKENDS: dict[str, Callable[[str, Storage], SearchBackend]] = {
-    "sqlite+aiosqlite": lambda _url, store: SqliteFtsSearch(store.db),
-    "postgresql+asyncpg": lambda _url, store: PostgresFtsSearch(store.db),
+    "sqlite+aiosqlite": lambda _url, store: sqlite_search(store.db),
+    "postgresql+asyncpg": lambda _url, store: postgres_search(store.db),
     "http": lambda url, store: _opensearch(url, store),
     "https": lambda url, store: _opensearch(url, store),
 }

@@ -15,12 +15,20 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from search.backend import Found, SearchRequest
+from search.backend import Found, Progress, SearchRequest
 from search.documents import body_text
 from search.query import And, DateBound, Flag, InMailbox, Node, Not, Or, SizeBound, Term
+from storage.db.database import Database
 from storage.db.models import Message, MessageContent, SearchDocument
 
-__all__ = ["PageSelect", "TextEngine", "build_statement", "found", "metadata_condition"]
+__all__ = [
+    "PageSelect",
+    "SqlSearch",
+    "TextEngine",
+    "build_statement",
+    "found",
+    "metadata_condition",
+]
 
 
 PageSelect = Select[Message, str, str]
@@ -166,3 +174,30 @@ def build_statement(engine: TextEngine, request: SearchRequest) -> PageSelect:
 async def found(session: AsyncSession, statement: PageSelect) -> list[Found]:
     rows = await session.execute(statement)
     return [Found(message, body_text(text, markup)) for message, text, markup in rows]
+
+
+class SqlSearch:
+    """Search in the metadata database itself, through one :class:`TextEngine`.
+
+    The engine's index follows ``search_documents`` on its own (FTS5 triggers, a generated
+    tsvector column), so there is nothing to catch up or rebuild beyond that table.
+    """
+
+    def __init__(self, db: Database, engine: TextEngine, name: str) -> None:
+        self.db = db
+        self.engine = engine
+        self.name = name
+
+    async def search(self, request: SearchRequest) -> list[Found]:
+        statement = build_statement(self.engine, request)
+        async with self.db.session() as session:
+            return await found(session, statement)
+
+    async def catch_up(self, user_id: str) -> None:
+        """Nothing to do: the engine's index follows ``search_documents``."""
+
+    async def rebuild(self, user_id: str | None, progress: Progress) -> None:
+        """Nothing beyond ``search_documents``: the engine's index followed it."""
+
+    async def close(self) -> None:
+        pass

@@ -13,13 +13,12 @@ from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, t
 from sqlalchemy.sql import column
 from sqlalchemy.sql.expression import ColumnClause
 
-from search.backend import Found, Progress, SearchRequest
 from search.query import Term
-from search.sql_query import PageSelect, build_statement, found
+from search.sql_query import PageSelect, SqlSearch
 from storage.db.database import Database
 from storage.db.models import Message, SearchDocument
 
-__all__ = ["FIELDS", "SqliteFtsSearch", "fts5_leaf"]
+__all__ = ["FIELDS", "fts5_leaf", "sqlite_search"]
 
 FIELDS = {
     "subject": "subject",
@@ -84,22 +83,6 @@ class _Fts5:
         )
 
 
-class SqliteFtsSearch:
-    name = "sqlite-fts5"
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def search(self, request: SearchRequest) -> list[Found]:
-        statement = build_statement(_Fts5(), request)
-        async with self.db.session() as session:
-            return await found(session, statement)
-
-    async def catch_up(self, user_id: str) -> None:
-        """The FTS5 table follows ``search_documents`` through triggers: nothing to do."""
-
-    async def rebuild(self, user_id: str | None, progress: Progress) -> None:
-        """Nothing beyond ``search_documents``: its triggers rewrote the FTS5 rows."""
-
-    async def close(self) -> None:
-        pass
+def sqlite_search(db: Database) -> SqlSearch:
+    """Search on SQLite: FTS5 kept by triggers over ``search_documents``."""
+    return SqlSearch(db, _Fts5(), "sqlite-fts5")

@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from postroom.addresses import normalize_address
+from postroom.errors import InvalidAddress
 from smtp_in.received import received_header
 from storage.registry import Storage
 
@@ -62,6 +64,19 @@ class SessionHandler:
         if envelope.smtp_utf8 or address.isascii():
             return None
         return "553 5.6.7 A non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM"
+
+    def screen_recipient(self, envelope: Envelope, address: str) -> tuple[str | None, str]:
+        """What both ports check of any RCPT before their own rules: the recipient limit,
+        SMTPUTF8 and syntax. Gives ``(refusal, "")`` or ``(None, normalised address)``."""
+        limit = self.store.settings.max_recipients
+        if len(envelope.rcpt_tos) >= limit:
+            return f"452 4.5.3 Too many recipients: at most {limit} per message", ""
+        if (refusal := self.needs_smtputf8(envelope, address)) is not None:
+            return refusal, ""
+        try:
+            return None, normalize_address(address).lower()
+        except InvalidAddress:
+            return "553 5.1.3 Recipient address is not a valid mail address", ""
 
     @asynccontextmanager
     async def storing(self) -> AsyncIterator[None]:

@@ -13,8 +13,6 @@ import logging
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from postroom.addresses import normalize_address
-from postroom.errors import InvalidAddress
 from postroom.ids import new_id
 from smtp_in.handler import SessionHandler, peer_ip
 from storage.repositories import inbound
@@ -29,15 +27,9 @@ class InboundHandler(SessionHandler):
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        limit = self.store.settings.max_recipients
-        if len(envelope.rcpt_tos) >= limit:
-            return f"452 4.5.3 Too many recipients: at most {limit} per message"
-        if (refusal := self.needs_smtputf8(envelope, address)) is not None:
+        refusal, recipient = self.screen_recipient(envelope, address)
+        if refusal is not None:
             return refusal
-        try:
-            recipient = normalize_address(address).lower()
-        except InvalidAddress:
-            return "553 5.1.3 Recipient address is not a valid mail address"
         domain = recipient.rsplit("@", 1)[1]
         async with self.store.db.session() as db:
             if await hosted_domain(db, domain) is None:

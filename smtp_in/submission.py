@@ -112,15 +112,9 @@ class SubmissionHandler(SessionHandler):
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        limit = self.store.settings.max_recipients
-        if len(envelope.rcpt_tos) >= limit:
-            return f"452 4.5.3 Too many recipients: at most {limit} per message"
-        if (refusal := self.needs_smtputf8(envelope, address)) is not None:
+        refusal, recipient = self.screen_recipient(envelope, address)
+        if refusal is not None:
             return refusal
-        try:
-            recipient = normalize_address(address).lower()
-        except InvalidAddress:
-            return "553 5.1.3 Recipient address is not a valid mail address"
         async with self.store.db.session() as db:
             local = await hosted_domain(db, recipient.rsplit("@", 1)[1]) is not None
             if local and await find_user(db, recipient) is None:

@@ -106,4 +106,4 @@ async def send_status(
         .where(Delivery.outbound_id == outbound.id)
         .order_by(DeliveryRecipient.address)
     )
-    return outbound, [(delivery, recipient) for delivery, recipient in rows.tuples()]
+    return outbound, [(delivery, recipient) for delivery, recipient in rows]

@@ -22,6 +22,9 @@ __all__ = ["Platform", "free_port"]
 
 POSTROOM = str(Path(sys.executable).with_name("postroom"))
 PASSWORD = "correct-horse-battery"
+# Start-up is ~2 s on an idle machine but has taken over 60 s with two cores fully loaded; a
+# role that truly hangs still fails here, only later.
+START_SECONDS = 120
 
 
 def free_port() -> int:
@@ -86,7 +89,7 @@ class Platform:
         offset = log_path.stat().st_size if log_path.exists() else 0
         with log_path.open("ab") as log:
             process = subprocess.Popen([POSTROOM, *args], env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             text = log_path.read_text(errors="replace")[offset:]
             if process.poll() is not None:
@@ -95,7 +98,7 @@ class Platform:
                 return process
             time.sleep(0.05)
         process.kill()
-        raise RuntimeError(f"postroom {' '.join(args)} did not come up in 30 s")
+        raise RuntimeError(f"postroom {' '.join(args)} did not come up in {START_SECONDS} s")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
