@@ -26,6 +26,7 @@ from storage.db.types import utcnow
 from storage.repositories.outbound import RecordedSend
 
 __all__ = [
+    "COLUMN_OF",
     "FIELDS",
     "TEXT_VERSION",
     "DocumentText",
@@ -55,6 +56,15 @@ class DocumentText:
 
 
 FIELDS = tuple(f.name for f in fields(DocumentText))
+COLUMN_OF = {
+    "subject": "subject",
+    "from": "sender",
+    "to": "recipients_to",
+    "cc": "recipients_cc",
+    "body": "body",
+    "filename": "filenames",
+}
+"""The document column each field of the query language (``from:``) searches, in every engine."""
 
 
 def body_text(text: str, markup: str) -> str:

@@ -10,18 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from search.documents import COLUMN_OF
 from search.query import And, DateBound, Flag, InMailbox, Node, Not, Or, SizeBound, Term
 
 __all__ = ["TEXT_FIELDS", "to_dsl", "user_query"]
 
-TEXT_FIELDS = {
-    "subject": "subject",
-    "from": "sender",
-    "to": "recipients_to",
-    "cc": "recipients_cc",
-    "body": "body",
-    "filename": "filenames",
-}
+TEXT_FIELDS = COLUMN_OF
 BOOSTS = {
     "subject": 8,
     "sender": 4,

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, t
 from sqlalchemy.sql import column
 from sqlalchemy.sql.expression import ColumnClause
 
+from search.documents import COLUMN_OF
 from search.query import Term
 from search.sql_query import PageSelect, SqlSearch
 from storage.db.database import Database
@@ -20,14 +21,7 @@ from storage.db.models import Message, SearchDocument
 
 __all__ = ["FIELDS", "fts5_leaf", "sqlite_search"]
 
-FIELDS = {
-    "subject": "subject",
-    "from": "sender",
-    "to": "recipients_to",
-    "cc": "recipients_cc",
-    "body": "body",
-    "filename": "filenames",
-}
+FIELDS = COLUMN_OF
 # bm25 weights, in the column order of the FTS5 table.
 WEIGHTS = (8.0, 4.0, 2.0, 2.0, 1.0, 2.0)
 

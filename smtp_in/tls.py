@@ -11,9 +11,7 @@ pair one's key with the other's certificate.
 from __future__ import annotations
 
 import datetime
-import os
 import ssl
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from postroom.durable_files import write_durably
 from postroom.errors import ConfigurationError
 from postroom.settings import Settings
 
@@ -77,14 +76,4 @@ def _write_self_signed(path: Path, hostname: str) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ) + certificate.public_bytes(serialization.Encoding.PEM)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".selfsigned-")
-    try:
-        with os.fdopen(descriptor, "wb") as file:  # mkstemp creates it readable by us only
-            file.write(pem)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_durably(path, pem)

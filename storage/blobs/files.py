@@ -7,11 +7,10 @@ so a crash leaves either the whole blob or none of it. File I/O runs in a thread
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from postroom.durable_files import write_durably
 from postroom.errors import BlobNotFound, ConfigurationError
 from storage.blobs import blob_key
 
@@ -46,22 +45,7 @@ class FileBlobStore:
     def _write(path: Path, data: bytes) -> None:
         if path.exists() and path.stat().st_size == len(data):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_durably(path, data)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)

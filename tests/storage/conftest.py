@@ -1,4 +1,5 @@
-"""A migrated storage of its own for each test, on SQLite and on PostgreSQL."""
+"""Fixtures of the storage tests: a migrated storage per test (SQLite and PostgreSQL) and a
+Redis key prefix per test."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from postroom.settings import Settings
 from storage.registry import Storage
+from tests.support.redis import delete_prefix, require_redis, unique_prefix
 from tests.support.stores import migrated_storage
 
 
@@ -18,3 +20,14 @@ async def store(own_database_url: str, tmp_path: Path) -> AsyncIterator[Storage]
     settings = Settings(data_dir=tmp_path, database_url=own_database_url)
     async with migrated_storage(settings) as store:
         yield store
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own, deleted afterwards (the server is shared)."""
+    require_redis()
+    chosen = unique_prefix()
+    try:
+        yield chosen
+    finally:
+        await delete_prefix(chosen)

@@ -9,17 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from storage.cache.redis import RedisCache
-from tests.support.redis import REDIS_URL, delete_prefix, require_redis, unique_prefix
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    require_redis()
-    chosen = unique_prefix()
-    try:
-        yield chosen
-    finally:
-        await delete_prefix(chosen)
+from tests.support.redis import REDIS_URL, unique_prefix
 
 
 @pytest.fixture

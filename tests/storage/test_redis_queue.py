@@ -21,17 +21,7 @@ from storage.queues import INCOMING, OUTGOING, Job
 from storage.queues.consumers import ConsumerOptions, QueueConsumers
 from storage.queues.redis_streams import RedisStreamQueue
 from storage.registry import open_storage
-from tests.support.redis import REDIS_URL, delete_prefix, require_redis, unique_prefix
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    require_redis()
-    chosen = unique_prefix()
-    try:
-        yield chosen
-    finally:
-        await delete_prefix(chosen)
+from tests.support.redis import REDIS_URL, delete_prefix
 
 
 @pytest.fixture

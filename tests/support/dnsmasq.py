@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import dns.exception
 import dns.resolver
 
+from tests.support.services import stop_process
+
 __all__ = ["Dnsmasq", "DnsmasqFailed", "free_port", "program"]
 
 
@@ -111,12 +113,6 @@ class Dnsmasq:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=5)
         if self.process.stderr is not None:
             self.process.stderr.close()

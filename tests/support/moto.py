@@ -21,7 +21,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.support.services import require
+from tests.support.services import require, stop_process
 from tests.support.spamd import free_tcp_port
 
 __all__ = ["MotoS3", "moto_s3"]
@@ -95,12 +95,7 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
         yield server
         server.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_until_up(process: subprocess.Popen[bytes], endpoint: str, log_path: Path) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import asyncpg
 import pytest
 
-__all__ = ["POSTGRES_ADMIN_URL", "postgres_database", "require"]
+__all__ = ["POSTGRES_ADMIN_URL", "postgres_database", "require", "stop_process"]
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "POSTROOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -51,3 +52,15 @@ def postgres_database() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM a helper server (moto, spamd, dnsmasq), and SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import require
+from tests.support.services import require, stop_process
 
 __all__ = ["free_tcp_port", "spamd_url"]
 
@@ -66,12 +66,7 @@ def spamd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_for_pong(process, port, log_path)
         yield f"spamd://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_for_pong(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
