@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.support import markdown_table, note, write_result
+from bench.targets import Target, ratio_target, write_targets
 from tests.support.platform import Platform
 from tests.support.redis import REDIS_URL, delete_prefix, unique_prefix
 from tests.support.services import postgres_database
@@ -220,6 +221,18 @@ def rows(setup: str, results: dict[str, Load]) -> list[list[str]]:
     return table
 
 
+def targets(setup: str, results: dict[str, Load]) -> list[Target]:
+    """Issue 5 point 14: list at least 0.5x and send at least 0.3x the trivial endpoint."""
+    trivial = results["trivial"].rate
+    return [
+        ratio_target(
+            5, "api", f"{setup}: {name} req/s vs trivial", load.rate, trivial, want, "req/s"
+        )
+        for name, load in results.items()
+        if (want := TARGETS.get(name)) is not None
+    ]
+
+
 def _loads(loads: tuple[float, float, float]) -> str:
     return ", ".join(f"{value:.1f}" for value in loads)
 
@@ -232,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     table: list[list[str]] = []
+    measured: list[Target] = []
     load_before = os.getloadavg()
     for setup in args.setup.split(","):
         note(f"{setup}: starting postroom run gateway")
@@ -240,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed(platform, tokens[0])
             results = asyncio.run(measure(platform, tokens, args.clients, args.seconds))
         table += rows(setup, results)
+        measured += targets(setup, results)
     markdown = (
         "## api\n\n"
         f"`postroom run gateway`, {args.clients} concurrent keep-alive clients, "
@@ -256,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(markdown)
     write_result("api", markdown)
+    write_targets("api", measured)
     return 0
 
 

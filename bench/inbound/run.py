@@ -53,6 +53,7 @@ from bench.support import (
     running_postroom,
     write_result,
 )
+from bench.targets import Target, ratio_target, write_targets
 from tests.support.dnsmasq import program
 from tests.support.platform import Platform
 
@@ -342,6 +343,51 @@ def ratio(result: Result, base: Result | None) -> str:
     return f"{result.rate / base.rate:.2f}x"
 
 
+def targets(postrooms: Sequence[Result], sink: Result, postfix: Result | None) -> list[Target]:
+    """Issue 3 point 15: 0.8x the aiosmtpd sink, 1.2x Postfix, all visible within 2x."""
+    measured = []
+    for result in postrooms:
+        base = postfix.rate if postfix else None
+        measured += [
+            ratio_target(
+                3,
+                "inbound",
+                f"{result.system} vs aiosmtpd sink",
+                result.rate,
+                sink.rate,
+                0.8,
+                "msg/s",
+            ),
+            ratio_target(
+                3, "inbound", f"{result.system} vs Postfix", result.rate, base, 1.2, "msg/s"
+            ),
+        ]
+        if result.seconds and result.visible is not None:
+            took = result.visible / result.seconds
+            measured.append(
+                Target(
+                    3,
+                    "inbound",
+                    f"{result.system}: all visible / accept time",
+                    f"{took:.2f}x",
+                    "≤ 2x",
+                    took <= 2,
+                )
+            )
+        else:
+            measured.append(
+                Target(
+                    3,
+                    "inbound",
+                    f"{result.system}: all visible / accept time",
+                    "not measured",
+                    "≤ 2x",
+                    None,
+                )
+            )
+    return measured
+
+
 def report(
     results: Sequence[Result],
     sink: Result,
@@ -465,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = report(results, sink, postfix, postfix_missing, postrooms, args, load)
     print(markdown)
     note(f"written to {write_result('inbound', markdown)}")
+    write_targets("inbound", targets(postrooms, sink, postfix))
     return 0
 
 

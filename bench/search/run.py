@@ -31,6 +31,7 @@ from sqlalchemy import select, text
 
 from bench.search.corpus import CJK, COMMON, LAST, Corpus, build_corpus, load_corpus
 from bench.support import _database_url, markdown_table, note, write_result
+from bench.targets import Target, write_targets
 from postroom.settings import Settings
 from search.registry import open_search
 from search.service import search_messages
@@ -254,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     queries = make_queries(corpus, args.queries)
     sections: list[str] = []
     verdicts: list[str] = []
+    measured: list[Target] = []
     for kind in args.databases:
         with tempfile.TemporaryDirectory(prefix="postroom-bench-search-") as folder:
             with _database_url(kind, Path(folder)) as url:
@@ -282,6 +284,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{ratio:.2f}x",
                 ]
             )
+            measured += [
+                Target(
+                    6,
+                    "search",
+                    f"{kind}: {family} p95",
+                    f"{p95:.1f} ms",
+                    f"< {TARGET_P95_MS:.0f} ms",
+                    p95 < TARGET_P95_MS,
+                ),
+                Target(
+                    6,
+                    "search",
+                    f"{kind}: {family} vs raw engine (p50)",
+                    f"{ratio:.2f}x",
+                    f"≥ {TARGET_RATIO}x",
+                    ratio >= TARGET_RATIO,
+                ),
+            ]
             if p95 >= TARGET_P95_MS or ratio < TARGET_RATIO:
                 verdicts.append(f"{kind} {family}: p95 {p95:.1f} ms, {ratio:.2f}x raw")
         sections.append(
@@ -320,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(summary)
     write_result("search", summary)
+    write_targets("search", measured)
     return 0
 
 
