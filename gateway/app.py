@@ -6,16 +6,19 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 
 import postroom
+from gateway import observability
 from gateway.errors import install_error_handlers
+from gateway.observability import LatencyMiddleware
 from gateway.rate_limits import RateLimits, read_limit
 from gateway.routes import (
     admin,
     attachments,
     auth,
     changes,
+    client_config,
+    contacts,
     drafts,
     events,
     keys,
@@ -28,6 +31,8 @@ from gateway.routes import (
     templates,
     threads,
 )
+from gateway.web_ui import WebUI
+from postroom.health import Readiness
 from storage.registry import Storage
 
 __all__ = ["create_app"]
@@ -55,6 +60,8 @@ def create_app(store: Storage) -> FastAPI:
     api = APIRouter(prefix="/api/v1")
     for module in (auth, keys, admin, mailboxes, messages, attachments, threads, changes, search):
         api.include_router(module.router, dependencies=[] if module is auth else reads)
+    api.include_router(client_config.router)  # public: the page reads it before signing in
+    api.include_router(contacts.router, dependencies=reads)
     api.include_router(events.router, dependencies=reads)  # long polling: one read per wait
     for module in (send, drafts, templates, suppressions, queue):
         api.include_router(module.router, dependencies=reads)
@@ -64,8 +71,12 @@ def create_app(store: Storage) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.state.readiness = Readiness(store)
+    app.include_router(observability.router)  # /readyz, /metrics: no auth, no rate limit
+    app.add_middleware(LatencyMiddleware)
+
     if WEB_DIST.is_dir():
-        app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
+        app.mount("/", WebUI(WEB_DIST, store.settings), name="web")
     else:
 
         @app.get("/", include_in_schema=False)

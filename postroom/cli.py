@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import errno
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from postroom.addresses import normalize_domain
 from postroom.dkim import dns_record
 from postroom.errors import NotFound, PostroomError
+from postroom.logs import setup_logging
 from postroom.runner import ALL_ROLES, run_roles
 from postroom.settings import Settings
 from search.commands import add_search_commands, search_check, search_reindex
@@ -98,11 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # pydantic's ValidationError: a malformed POSTROOM_* value
         print(f"postroom: error: invalid settings: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    role = {"up": "all", "run": getattr(args, "role", "")}.get(args.command, args.command)
+    setup_logging(settings.log_level, settings.log_format, role)
     try:
         if args.command == "migrate":
             migrate(settings.database_url)
@@ -119,14 +117,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"postroom: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, DBAPIError) as exc:
-        print(
-            f"postroom: error: cannot reach the database at {_safe_url(settings.database_url)}: "
-            f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            file=sys.stderr,
-        )
+        print(f"postroom: error: {_unavailable(exc, settings)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
+
+
+_CANNOT_LISTEN = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
+
+
+def _unavailable(exc: OSError | DBAPIError, settings: Settings) -> str:
+    """What stopped the command: a port it could not listen on, or the database."""
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, OSError) and exc.errno in _CANNOT_LISTEN:
+        return (
+            f"cannot listen: {first_line}; another program holds the port or the address is "
+            "not this machine's: choose another with the POSTROOM_*_PORT settings"
+        )
+    return (
+        f"cannot reach the database at {_safe_url(settings.database_url)}: "
+        f"{exc.__class__.__name__}: {first_line}"
+    )
 
 
 def _safe_url(url: str) -> str:

@@ -15,6 +15,7 @@ import time
 
 from sqlalchemy import func, select
 
+from postroom.health_server import health_server_for
 from postroom.service import Service
 from postroom.settings import Settings
 from storage.db.models import Domain
@@ -54,6 +55,10 @@ async def run_roles(settings: Settings, roles: list[str]) -> None:
             started.append(service)
             for address in addresses:
                 log.info("%s listening on %s", role, address)
+        if (health := health_server_for(store, roles)) is not None:
+            for address in await health.start():
+                log.info("health and metrics listening on %s", address)
+            started.append(health)
         await _hint_when_empty(store)
         log.info("postroom is up (%s); stop with Ctrl-C or SIGTERM", ", ".join(roles))
         await _wait_for_signal()

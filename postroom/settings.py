@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     submission_port: int = 2587
     realtime_port: int = 8081
+    health_port: int = Field(
+        default=8082,
+        description="/healthz, /readyz and /metrics of smtp-in, processor and smtp-out (one "
+        "server for `postroom up`); 0 turns it off. The gateway and realtime serve them on "
+        "their own ports.",
+    )
     hostname: str = Field(default_factory=socket.getfqdn)
 
     dns_nameservers: str | None = Field(
@@ -104,6 +110,12 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated browser origins the WebSocket server accepts ('*' for "
         "any); unset accepts the gateway's own (http://HOSTNAME|localhost|127.0.0.1:HTTP_PORT).",
+    )
+    realtime_public_url: str | None = Field(
+        default=None,
+        pattern=r"^wss?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?$",
+        description="The WebSocket URL browsers connect to when a proxy serves it (e.g. "
+        "wss://mail.example.com/ws); unset: ws://<the page's host>:REALTIME_PORT/ws.",
     )
     realtime_max_connections_per_user: int = Field(
         default=20, description="WebSocket connections one user may hold on one realtime process."
@@ -164,6 +176,11 @@ class Settings(BaseSettings):
     processor_concurrency: int = 4
     queue_lease_seconds: float = 120.0
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(production), with the message id of the mail it concerns.",
+    )
 
     @classmethod
     def settings_customise_sources(

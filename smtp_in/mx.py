@@ -14,6 +14,7 @@ import logging
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom.ids import new_id
+from postroom.logs import message_context
 from smtp_in.handler import SessionHandler, peer_ip
 from storage.repositories import inbound
 from storage.repositories.accounts import find_user, hosted_domain
@@ -61,10 +62,11 @@ class InboundHandler(SessionHandler):
         except Exception:
             log.exception("could not store a message from %s; the client will retry", peer)
             return "451 4.3.0 Temporary failure storing the message; please try again later"
-        log.info(
-            "accepted %s from <%s> for %d recipient(s)",
-            row.id,
-            envelope.mail_from,
-            len(envelope.rcpt_tos),
-        )
+        with message_context(row.id):
+            log.info(
+                "accepted %s from <%s> for %d recipient(s)",
+                row.id,
+                envelope.mail_from,
+                len(envelope.rcpt_tos),
+            )
         return f"250 2.0.0 OK: queued as {row.id}"

@@ -30,7 +30,9 @@ from sqlalchemy import update
 from postroom.checks import ContentCheck
 from postroom.checks.registry import open_content_check
 from postroom.errors import ContentCheckUnavailable, NotFound
+from postroom.logs import message_context
 from postroom.message import ParsedMessage, parse_headers, parse_message
+from postroom.metrics import INBOUND_FILED
 from search.documents import index_parsed
 from smtp_in.authentication import make_resolver, verify
 from smtp_in.filing import Filing, decide
@@ -128,6 +130,7 @@ async def process_inbound(
                 .values(status="delivered", updated_at=now)
             )
     await _cache_content(store, key, parsed, attachment_keys, filing.metadata)
+    INBOUND_FILED.labels(filing.role).inc()
     log.info(
         "inbound %s filed in %s for %d recipient(s)%s",
         row.id,
@@ -242,7 +245,9 @@ class Processor:
             await self.inspection.content_check.close()
 
     async def _handle(self, job: Job) -> None:
-        await process_inbound(self.store, str(job.payload["inbound_id"]), self.inspection)
+        inbound_id = str(job.payload["inbound_id"])
+        with message_context(inbound_id):
+            await process_inbound(self.store, inbound_id, self.inspection)
 
     async def _find_lost(self, received_before: datetime) -> list[dict[str, Any]]:
         async with self.store.db.session() as session:

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session, syntax
 
+from postroom.metrics import SMTP_REPLIES, SMTP_SESSIONS
 from smtp_in.data_reader import MAX_LINE, read_data
 from smtp_in.replies import with_enhanced_code
 from smtp_in.session_limits import PeerSessions
@@ -96,6 +97,7 @@ class HardenedSMTP(SMTP):
         self._refused = False
         self._in_greeting_reply = False
         self._data_timer_set = 0.0
+        self._port = "?"  # the listening port, the label of this session's metrics
 
     def _create_session(self) -> Session:
         return _QuietSession(self.loop)
@@ -108,8 +110,12 @@ class HardenedSMTP(SMTP):
             return
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        local = transport.get_extra_info("sockname")
+        self._port = str(local[1]) if isinstance(local, tuple) else "?"
+        SMTP_SESSIONS.labels(self._port).inc()
         if not self.peers.admit(address):
             self._refused = True
+            SMTP_REPLIES.labels(self._port, "421").inc()
             log.warning("refused a session from %s: %d already open", address, self.peers.limit)
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(
@@ -150,6 +156,8 @@ class HardenedSMTP(SMTP):
             status = status.encode("utf-8")
         if not self._in_greeting_reply:
             status = with_enhanced_code(status)
+        if status[3:4] != b"-":  # the last line of a reply: count each reply once
+            SMTP_REPLIES.labels(self._port, status[:3].decode("ascii", "replace")).inc()
         await super().push(status)
 
     async def handle_exception(self, error: Exception) -> str:

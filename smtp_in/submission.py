@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from postroom.addresses import normalize_address
 from postroom.errors import InvalidAddress, InvalidInput
 from postroom.ids import new_id
+from postroom.logs import message_context
 from search.documents import with_index
 from smtp_in.auth import Authenticator, Submitter
 from smtp_in.handler import SessionHandler, peer_ip
@@ -154,12 +155,13 @@ class SubmissionHandler(SessionHandler):
             except Exception:
                 log.exception("could not store a submission from %s", submitter.address)
                 return "451 4.3.0 Temporary failure storing the message; please try again later"
-        log.info(
-            "submitted %s from %s for %d recipient(s)",
-            recorded.outbound.id,
-            submitter.address,
-            len(envelope.rcpt_tos),
-        )
+        with message_context(recorded.outbound.id):
+            log.info(
+                "submitted %s from %s for %d recipient(s)",
+                recorded.outbound.id,
+                submitter.address,
+                len(envelope.rcpt_tos),
+            )
         return f"250 2.0.0 OK: queued as {recorded.outbound.id}"
 
 

@@ -5,6 +5,7 @@ Good input works; bad input prints one line, exits 2 and changes nothing.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,13 @@ def test_unreachable_database_exits_1_with_the_url(tmp_path: Path) -> None:
         "cannot reach the database at postgresql+asyncpg://postgres@127.0.0.1:1/none"
         in result.stderr
     )
+
+
+def test_a_port_already_taken_is_named_as_such_not_as_the_database(cli: Platform) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", cli.smtp_port))
+        holder.listen()
+        result = cli.cli("run", "smtp-in")
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr and "POSTROOM_*_PORT" in result.stderr
+    assert "database" not in result.stderr

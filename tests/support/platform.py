@@ -46,6 +46,8 @@ class Platform:
         self.log_path = data_dir / "postroom.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.role_processes: list[subprocess.Popen[bytes]] = []
+        self.health_ports: dict[str, int] = {}
+        """Health port of each process started ("up" or the role): a free one for each."""
         self.env = {
             **os.environ,
             "POSTROOM_DATA_DIR": str(data_dir),
@@ -87,8 +89,12 @@ class Platform:
 
     def _spawn(self, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         offset = log_path.stat().st_size if log_path.exists() else 0
+        env = self.env
+        if "POSTROOM_HEALTH_PORT" not in env:
+            self.health_ports[args[-1]] = free_port()
+            env = {**env, "POSTROOM_HEALTH_PORT": str(self.health_ports[args[-1]])}
         with log_path.open("ab") as log:
-            process = subprocess.Popen([POSTROOM, *args], env=self.env, stdout=log, stderr=log)
+            process = subprocess.Popen([POSTROOM, *args], env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             text = log_path.read_text(errors="replace")[offset:]
