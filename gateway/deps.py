@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from postroom.errors import AuthenticationFailed, Forbidden
 from storage.db.models import User
 from storage.registry import Storage
-from storage.repositories.tokens import authenticate
+from storage.repositories.tokens import authenticate_recent
 
 __all__ = [
     "AdminUser",
@@ -25,7 +25,8 @@ __all__ = [
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token")
 
 
-def get_store(request: Request) -> Storage:
+async def get_store(request: Request) -> Storage:
+    """Async, like every dependency here: FastAPI runs a plain ``def`` in a worker thread."""
     store: Storage = request.app.state.store
     return store
 
@@ -33,7 +34,7 @@ def get_store(request: Request) -> Storage:
 Store = Annotated[Storage, Depends(get_store)]
 
 
-def bearer_token(
+async def bearer_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -42,8 +43,13 @@ def bearer_token(
 
 
 async def current_user(store: Store, token: Annotated[str, Depends(bearer_token)]) -> User:
-    async with store.db.session() as session:
-        return await authenticate(session, token)
+    """The token's user; a token validated here in the last few seconds is not looked up again.
+
+    Logout and key revocation take effect at once in this process and within
+    ``storage.repositories.tokens.RECENT_SECONDS`` in the others. The user is shared between
+    requests: read it, never change it.
+    """
+    return await authenticate_recent(store.db.reader, token)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

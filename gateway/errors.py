@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from postroom.errors import (
@@ -32,6 +33,23 @@ from postroom.errors import (
 __all__ = ["PayloadTooLarge", "error_body", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
+
+# SQLSTATE classes meaning "the server is not there for you right now": 08 connection
+# exception, 53 insufficient resources (too many connections), 57 operator intervention
+# (shutting down, starting up: 57P01-57P03).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def _database_unavailable(exc: DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return exc.connection_invalidated or (
+        isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    )
+
+
+def _try_again(what: str) -> JSONResponse:
+    body = error_body("unavailable", f"{what}; try again in a moment")
+    return JSONResponse(body, 503, headers={"Retry-After": "1"})
 
 
 class PayloadTooLarge(InvalidInput):
@@ -114,6 +132,20 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        """A lost or refused database (a restart, a failover) is a 503 to retry, not a bug."""
+        if _database_unavailable(exc):
+            log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
+            return _try_again("the database is unavailable")
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(ConnectionError)
+    async def _connection(request: Request, exc: ConnectionError) -> JSONResponse:
+        """A backend refusing or resetting the connection (raised before any driver wraps it)."""
+        log.warning("backend unreachable on %s: %r", request.url.path, exc)
+        return _try_again("a backend is unreachable")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

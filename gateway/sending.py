@@ -67,7 +67,7 @@ async def prepare(
     send_at = _due(request.send_at, now, settings.send_undo_seconds)
     threading: Threading | None = None
     if request.template_id is not None or request.in_reply_to is not None:
-        async with store.db.session() as session:
+        async with store.db.reader() as session:
             if request.template_id is not None:
                 request = await _fill_template(session, user, request)
             if request.in_reply_to is not None:
@@ -106,7 +106,7 @@ async def send_once(
 ) -> tuple[dict[str, Any], bool]:
     """Send under an ``Idempotency-Key``: (the 202 body, whether it is a replay)."""
     digest = idempotency.fingerprint(request.model_dump(mode="json"))
-    async with store.db.session() as session:
+    async with store.db.reader() as session:
         row = await idempotency.find(session, user.id, key)
     if row is not None:
         return idempotency.replay(row, digest), True
@@ -120,7 +120,7 @@ async def send_once(
         await send(store, user, request, on_record=remember)
     except IntegrityError:
         # A twin request committed the same key first; its send stands, ours was rolled back.
-        async with store.db.session() as session:
+        async with store.db.reader() as session:
             row = await idempotency.find(session, user.id, key)
         if row is None:
             raise

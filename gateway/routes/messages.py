@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.deps import CurrentUser, Store
 from gateway.disposition import attachment_headers
 from gateway.html import sanitize_html
+from gateway.page_cache import PageCache
 from gateway.schemas import (
     AttachmentOut,
     BulkRequest,
@@ -31,6 +32,7 @@ from gateway.schemas import (
 )
 from postroom.errors import InvalidInput
 from storage.db.models import Attachment, Message, MessageContent
+from storage.repositories.changes import current_seq
 from storage.repositories.mail import (
     delete_messages,
     find_mailbox,
@@ -46,6 +48,7 @@ __all__ = ["message_item", "router"]
 router = APIRouter(prefix="/messages", tags=["messages"])
 
 CONTENT_CACHE_TTL = 3600.0
+_pages = PageCache()
 _NOT_YOURS: dict[int | str, dict[str, Any]] = {404: {"description": "No such message of yours."}}
 
 
@@ -78,16 +81,28 @@ async def list_mailbox(
     ] = "inbox",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> MessageList:
+) -> Response:
     """Messages of one mailbox, newest first.
 
     The cursor is a position (arrival time and id), not an offset, so mail arriving between
-    two pages neither repeats nor hides a message on the next page.
+    two pages neither repeats nor hides a message on the next page. A page asked for again
+    before any change of this user is served as rendered before (:mod:`gateway.page_cache`).
     """
-    async with store.db.session() as session:
-        box = await find_mailbox(session, user.id, mailbox)
-        page = await list_messages(session, user.id, box.id, limit=limit, cursor=cursor)
-    return MessageList(items=[message_item(m) for m in page.items], next_cursor=page.next_cursor)
+    key = (user.id, mailbox, limit, cursor)
+    async with store.db.reader() as session:
+        seq = await current_seq(session, user.id)
+        if (body := _pages.get(key, seq)) is None:
+            box = await find_mailbox(session, user.id, mailbox)
+            page = await list_messages(session, user.id, box.id, limit=limit, cursor=cursor)
+            body = (
+                MessageList(
+                    items=[message_item(m) for m in page.items], next_cursor=page.next_cursor
+                )
+                .model_dump_json(by_alias=True)
+                .encode()
+            )
+            _pages.put(key, seq, body)
+    return Response(body, media_type="application/json")
 
 
 async def _content(store: Store, session: AsyncSession, blob_key: str) -> dict[str, object]:
@@ -157,7 +172,7 @@ async def read_message(
     images: Annotated[bool, Query(description="Load remote images in the HTML body.")] = False,
 ) -> MessageDetail:
     """Headers, text, sanitised HTML and the attachment list of one message."""
-    async with store.db.session() as session:
+    async with store.db.reader() as session:
         message = await get_message(session, user.id, message_id)
         content = await _content(store, session, message.blob_key)
     headers = content["headers"]
@@ -230,7 +245,7 @@ async def delete(store: Store, user: CurrentUser, message_id: str) -> DeleteResu
 )
 async def raw_message(store: Store, user: CurrentUser, message_id: str) -> Response:
     """The message exactly as it was received (or sent), as a download."""
-    async with store.db.session() as session:
+    async with store.db.reader() as session:
         message = await get_message(session, user.id, message_id)
     raw = await store.blobs.get(message.blob_key)
     return Response(

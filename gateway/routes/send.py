@@ -178,7 +178,7 @@ async def send_message(
 @router.get("/send/{outbound_id}", response_model=SendStatus)
 async def get_send(store: Store, user: CurrentUser, outbound_id: str) -> SendStatus:
     """What became of each recipient of one of your sends; another user's is a 404."""
-    async with store.db.session() as session:
+    async with store.db.reader() as session:
         outbound, rows = await send_status(session, user.id, outbound_id)
     return SendStatus(
         id=outbound.id,

@@ -2,10 +2,20 @@
 
 Everything engine-specific lives in the two ``open_*`` functions the registry calls, so the
 repositories above never ask which database they run on.
+
+Two kinds of session, so the write/read split is explicit: ``db.session()`` may write (on
+SQLite its transaction takes the write lock up front), ``db.reader()`` only reads: each of its
+statements runs on its own, without BEGIN/ROLLBACK around them (autocommit; on SQLite a WAL
+read that never waits for writers), so several statements of one reader see committed data as
+of each statement, as READ COMMITTED does; a flush in it is refused. Code that reads and then
+decides to write uses ``db.session()`` from the start: upgrading a SQLite read to a write can
+fail with SQLITE_BUSY, which is why readers never write.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +29,15 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.util import await_only
+
+from postroom.errors import StorageError
 
 __all__ = [
     "Database",
+    "ReadSession",
     "insert_ignoring_duplicates",
     "insert_or_update",
     "open_postgresql",
@@ -59,12 +74,35 @@ def insert_or_update(
     return upsert
 
 
-class Database:
-    """An engine and its session factory."""
+class ReadSession(Session):
+    """A session that only reads: flushing a change in it is a bug, refused before any SQL."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+@event.listens_for(ReadSession, "before_flush")
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a read-only session (db.reader()) cannot write; use db.session()")
+
+
+_READ_ONLY = "postroom_read_only"
+"""Execution option marking the SQLite engine behind ``db.reader()`` (no BEGIN, no lock)."""
+
+IDLE_IN_TRANSACTION_SECONDS = 60
+"""PostgreSQL ends a transaction left idle this long, releasing the locks it held."""
+
+WRITE_LOCK_TIMEOUT = 30.0
+"""Seconds a writer waits for the others of its process, like ``busy_timeout`` across them."""
+
+
+class Database:
+    """An engine and its two session factories: ``session`` (may write) and ``reader``."""
+
+    def __init__(self, engine: AsyncEngine, *, reads: AsyncEngine | None = None) -> None:
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
+        self.reader = async_sessionmaker(
+            reads or engine, expire_on_commit=False, sync_session_class=ReadSession
+        )
 
     @property
     def url(self) -> str:
@@ -74,17 +112,59 @@ class Database:
         await self.engine.dispose()
 
 
-def open_sqlite(url: str) -> Database:
-    """SQLite in WAL mode, each transaction taking the write lock up front.
+class _WriterLock:
+    """One SQLite writer at a time per process, queued on an asyncio lock.
 
-    ``BEGIN IMMEDIATE`` makes a writer wait (``busy_timeout``) instead of failing when another
-    connection or process writes; ``synchronous=FULL`` makes a commit survive power loss, which
-    is what our 250 promises.
+    ``BEGIN IMMEDIATE`` alone makes concurrent writers of one process poll the file lock
+    (SQLite's busy handler sleeps up to 100 ms between tries, each waiter holding a pooled
+    connection); queueing them here hands the lock over the moment a writer commits. Other
+    processes still meet at the file lock and ``busy_timeout``. The lock is taken when a write
+    transaction begins and given back when its connection returns to the pool (after commit or
+    rollback), so a connection never holds it idle.
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._holders: dict[int, asyncio.Lock] = {}
+
+    def acquire(self, record: Any) -> None:
+        """Called inside SQLAlchemy's greenlet as a write transaction begins."""
+        if id(record) in self._holders:
+            return  # the same connection beginning again before it went back to the pool
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            await_only(asyncio.wait_for(lock.acquire(), WRITE_LOCK_TIMEOUT))
+        except TimeoutError:
+            raise StorageError(
+                f"the database stayed busy with other writes for {WRITE_LOCK_TIMEOUT:.0f} s; "
+                "try again"
+            ) from None
+        self._holders[id(record)] = lock
+
+    def release(self, record: Any) -> None:
+        lock = self._holders.pop(id(record), None)
+        if lock is not None:
+            lock.release()
+
+
+def open_sqlite(url: str) -> Database:
+    """SQLite in WAL mode: readers take no lock; each write transaction takes it first.
+
+    ``BEGIN IMMEDIATE`` makes a writer wait (behind the writers of its own process on an
+    asyncio lock, then ``busy_timeout`` for other processes) instead of failing when another
+    connection writes; ``synchronous=FULL`` makes a commit survive power loss, which is what
+    our 250 promises. Readers (``db.reader()``) take no lock and, in WAL, never wait.
     """
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30})
+    writers = _WriterLock()
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -95,17 +175,47 @@ def open_sqlite(url: str) -> Database:
             "synchronous=FULL",
             "foreign_keys=ON",
             "busy_timeout=30000",
+            # 64 MiB of page cache (the default is 2 MiB): full-text searches over a large
+            # mailbox read the same index pages again and again; measured 3x faster.
+            "cache_size=-65536",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(_READ_ONLY):
+            return  # no BEGIN: each read statement is its own (WAL snapshot) transaction
+        record = connection.connection._connection_record
+        writers.acquire(record)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.release(record)
+            raise
 
-    return Database(engine)
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        writers.release(record)
+
+    return Database(engine, reads=engine.execution_options(**{_READ_ONLY: True}))
 
 
 def open_postgresql(url: str) -> Database:
-    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    return Database(engine)
+    """PostgreSQL through asyncpg, without a ping before each checkout.
+
+    A connection the server dropped (a restart, ``pg_terminate_backend``) fails its next
+    statement; SQLAlchemy sees the disconnect and invalidates the whole pool, so the operation
+    that met it fails (a 503 from the API; other roles see an error for that one operation)
+    and the next ones get fresh connections. Nothing is lost: the failing transaction never
+    committed, so nothing was promised for it. A ping per checkout cost a round trip each.
+
+    A process that stops mid-transaction (frozen, partitioned) would hold its row locks, and
+    every other process waiting on them, for as long as its connection lives; the server ends
+    such a transaction after ``IDLE_IN_TRANSACTION_SECONDS`` instead.
+    """
+    settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_SECONDS * 1000)}
+    engine = create_async_engine(
+        url, pool_size=10, max_overflow=10, connect_args={"server_settings": settings}
+    )
+    return Database(engine, reads=engine.execution_options(isolation_level="AUTOCOMMIT"))

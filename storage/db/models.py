@@ -154,6 +154,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_list", "user_id", "mailbox_id", "received_at", "id"),
         Index("ix_messages_user_msgid", "user_id", "message_id_header"),
+        Index("ix_messages_counts", "user_id", "mailbox_id", "seen"),
         UniqueConstraint("inbound_id", "user_id", name="uq_messages_inbound_user"),
     )
     id: Mapped[str] = _id()
@@ -381,3 +382,11 @@ class SearchDocument(Base):
 
 # Search joins a content's index row to the user's copies of it.
 Index("ix_messages_content_user", Message.blob_key, Message.user_id)
+# Search walks one user's mail newest first (migration 0013).
+Index(
+    "ix_messages_user_received",
+    Message.user_id,
+    Message.received_at,
+    Message.id,
+    Message.blob_key,
+)

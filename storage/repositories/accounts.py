@@ -14,6 +14,7 @@ from postroom.addresses import normalize_address, normalize_domain
 from postroom.dkim import check_selector, generate_private_key
 from postroom.errors import AlreadyExists, InvalidInput, NotFound
 from storage.db.models import Domain, Mailbox, User
+from storage.repositories.tokens import forget_recent
 
 __all__ = [
     "SPECIAL_MAILBOXES",
@@ -164,6 +165,7 @@ async def delete_user(session: AsyncSession, ref: str, *, acting_user_id: str) -
         raise NotFound(f"no user {ref}")
     if user.id == acting_user_id:
         raise InvalidInput("you cannot delete your own account", field="user_id")
+    forget_recent(session)  # their tokens stop working in this process at once
     await session.delete(user)
     await session.flush()
     return user

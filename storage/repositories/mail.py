@@ -24,7 +24,7 @@ from storage.blobs import BlobStore
 from storage.db.database import insert_ignoring_duplicates
 from storage.db.models import Attachment, Blob, Mailbox, Message, MessageContent, Thread
 from storage.db.types import utcnow
-from storage.transaction import record_change
+from storage.transaction import record_change, record_changes
 
 __all__ = [
     "SPECIAL_ROLES",
@@ -197,10 +197,10 @@ async def add_copy(
     )
     session.add(message)
     await session.flush()
-    await record_change(
-        session, user_id, "mail.new", {"message": message_summary(message, mailbox)}
+    new = ("mail.new", {"message": message_summary(message, mailbox)})
+    await record_changes(
+        session, user_id, [new, *await _counts_changes(session, user_id, [mailbox])]
     )
-    await record_mailbox_counts(session, user_id, [mailbox])
     return message
 
 
@@ -277,11 +277,12 @@ async def mailbox_counts(session: AsyncSession, user_id: str) -> list[tuple[Mail
     return [(mailbox, int(total or 0), int(unread or 0)) for mailbox, total, unread in rows]
 
 
-async def _count(session: AsyncSession, mailbox_id: str) -> tuple[int, int]:
+async def _count(session: AsyncSession, user_id: str, mailbox_id: str) -> tuple[int, int]:
+    """Total and unread of one mailbox, read from the index ``ix_messages_counts`` alone."""
     total, unread = (
         await session.execute(
             select(func.count(), func.sum(case((Message.seen.is_(False), 1), else_=0))).where(
-                Message.mailbox_id == mailbox_id
+                Message.user_id == user_id, Message.mailbox_id == mailbox_id
             )
         )
     ).one()
@@ -295,13 +296,23 @@ async def record_mailbox_counts(
 
     A deleted mailbox is logged with zero counts and ``"deleted": true`` so a client drops it.
     """
+    await record_changes(
+        session, user_id, await _counts_changes(session, user_id, mailboxes, deleted=deleted)
+    )
+
+
+async def _counts_changes(
+    session: AsyncSession, user_id: str, mailboxes: list[Mailbox], *, deleted: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """The ``mailbox.counts`` changes :func:`record_mailbox_counts` logs, for batching."""
     await session.flush()
     seen: set[str] = set()
+    changes: list[tuple[str, dict[str, Any]]] = []
     for mailbox in mailboxes:
         if mailbox.id in seen:
             continue
         seen.add(mailbox.id)
-        total, unread = (0, 0) if deleted else await _count(session, mailbox.id)
+        total, unread = (0, 0) if deleted else await _count(session, user_id, mailbox.id)
         payload: dict[str, Any] = {
             "id": mailbox.id,
             "name": mailbox.name,
@@ -311,7 +322,8 @@ async def record_mailbox_counts(
         }
         if deleted:
             payload["deleted"] = True
-        await record_change(session, user_id, "mailbox.counts", {"mailbox": payload})
+        changes.append(("mailbox.counts", {"mailbox": payload}))
+    return changes
 
 
 def _update_payload(message: Message, mailbox: Mailbox) -> dict[str, Any]:

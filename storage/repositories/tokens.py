@@ -5,16 +5,25 @@ password hash would only slow down every request. Both kinds live in one table a
 authenticate the same way: a session token (``prt_``) comes from signing in and expires; an API
 key (``prk_``) is created for a REST client, never expires, and is shown once, at creation,
 because only its hash is kept.
+
+The gateway checks a token on every request; :func:`authenticate_recent` remembers a token it
+validated for :data:`RECENT_SECONDS` in this process, so a busy client costs one lookup per
+few seconds instead of one per request. Revoking a token (logout, an API key revoked) or
+deleting a user empties that memory at once in the acting process, and again when its
+transaction commits (:func:`forget_recent`); another gateway process may still accept the
+revoked token for at most :data:`RECENT_SECONDS`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
-from datetime import timedelta
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.errors import AuthenticationFailed, InvalidInput, NotFound
@@ -23,8 +32,11 @@ from storage.db.types import utcnow
 
 __all__ = [
     "API_KEY",
+    "RECENT_SECONDS",
     "authenticate",
+    "authenticate_recent",
     "create_api_key",
+    "forget_recent",
     "issue_token",
     "list_api_keys",
     "revoke_api_key",
@@ -59,12 +71,51 @@ async def issue_token(
     return secret, token
 
 
-async def authenticate(session: AsyncSession, secret: str) -> User:
+RECENT_SECONDS = 5.0
+"""How long a process trusts a token it validated; the bound on revocation across processes."""
+
+_RECENT_MAX = 10_000
+
+
+class _RecentTokens:
+    """Tokens this process validated lately: hash -> (user, token expiry, trusted until)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[User, datetime | None, float]] = {}
+        self.generation = 0
+
+    def get(self, key: str) -> User | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        user, expires_at, until = entry
+        if time.monotonic() >= until or (expires_at is not None and expires_at <= utcnow()):
+            self._entries.pop(key, None)
+            return None
+        return user
+
+    def put(self, key: str, user: User, expires_at: datetime | None, generation: int) -> None:
+        """Remember ``key`` unless a revocation happened since its lookup began."""
+        if generation != self.generation:
+            return
+        if len(self._entries) >= _RECENT_MAX:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (user, expires_at, time.monotonic() + RECENT_SECONDS)
+
+    def forget(self) -> None:
+        self._entries.clear()
+        self.generation += 1
+
+
+_recent = _RecentTokens()
+
+
+async def _lookup(session: AsyncSession, key: str) -> tuple[AuthToken, User]:
     row = (
         await session.execute(
             select(AuthToken, User)
             .join(User, User.id == AuthToken.user_id)
-            .where(AuthToken.token_hash == _hash(secret))
+            .where(AuthToken.token_hash == key)
         )
     ).first()
     if row is None:
@@ -73,10 +124,39 @@ async def authenticate(session: AsyncSession, secret: str) -> User:
     now = utcnow()
     if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         raise AuthenticationFailed("this token has expired or was revoked: sign in again")
+    return token, user
+
+
+async def authenticate(session: AsyncSession, secret: str) -> User:
+    _token, user = await _lookup(session, _hash(secret))
     return user
 
 
+async def authenticate_recent(
+    open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]], secret: str
+) -> User:
+    """:func:`authenticate`, trusting a token validated in this process in the last few seconds.
+
+    The ``User`` returned may be shared by concurrent requests: treat it as read-only.
+    """
+    key = _hash(secret)
+    if (user := _recent.get(key)) is not None:
+        return user
+    generation = _recent.generation
+    async with open_session() as session:
+        token, user = await _lookup(session, key)
+    _recent.put(key, user, token.expires_at, generation)
+    return user
+
+
+def forget_recent(session: AsyncSession) -> None:
+    """Stop trusting remembered tokens now and once the revoking transaction has committed."""
+    _recent.forget()
+    event.listen(session.sync_session, "after_commit", lambda _s: _recent.forget(), once=True)
+
+
 async def revoke_token(session: AsyncSession, secret: str) -> None:
+    forget_recent(session)
     await session.execute(
         update(AuthToken)
         .where(AuthToken.token_hash == _hash(secret), AuthToken.revoked_at.is_(None))
@@ -116,6 +196,7 @@ async def revoke_api_key(session: AsyncSession, user_id: str, key_id: str) -> Au
     if key is None:
         raise NotFound(f"no API key {key_id}")
     if key.revoked_at is None:
+        forget_recent(session)
         key.revoked_at = utcnow()
         await session.flush()
     return key

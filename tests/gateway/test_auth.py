@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from storage.db.models import AuthToken
 from storage.db.types import utcnow
+from storage.repositories.tokens import issue_token
 from tests.support.gateway_api import PASSWORD, Api, api_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -92,14 +93,14 @@ async def test_logout_revokes_the_token_used_and_only_it(api: Api) -> None:
 
 
 async def test_an_expired_token_is_401(api: Api) -> None:
+    """Even right after it was used (and remembered by the gateway) until its last second."""
     eve = await api.user("eve@auth.test")
-    assert (await eve.get("/mailboxes")).status_code == 200
     async with api.store.db.session() as session, session.begin():
-        await session.execute(
-            update(AuthToken)
-            .where(AuthToken.user_id == eve.user.id)
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-        )
+        secret, token = await issue_token(session, eve.user.id, ttl_seconds=3)
+    eve.http.headers["Authorization"] = f"Bearer {secret}"
+    assert (await eve.get("/mailboxes")).status_code == 200
+    assert token.expires_at is not None
+    await asyncio.sleep((token.expires_at - utcnow()).total_seconds() + 0.1)
     expired = await eve.get("/mailboxes")
     assert expired.status_code == 401
     assert "expired" in expired.json()["error"]["message"]
