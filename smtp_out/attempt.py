@@ -15,14 +15,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import dns.asyncresolver
 from sqlalchemy import ColumnElement, case, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.checks import ContentCheck, Verdict
 from postroom.checks.noop import NoopCheck
 from postroom.errors import ContentCheckUnavailable
+from postroom.logs import set_message_id
+from postroom.metrics import DELIVERIES
 from smtp_out.backoff import RetrySchedule
+from smtp_out.batches import PENDING, Recipients, Recording, give_back, record, take_lease
 from smtp_out.bounces import FollowUp, Notices, outcomes
 from smtp_out.connections import Connections
 from smtp_out.delivery import Envelope, Reply, deliver
@@ -37,7 +42,6 @@ __all__ = ["PENDING", "Policy", "attempt_delivery", "overall_status"]
 
 log = logging.getLogger(__name__)
 
-PENDING = ("queued", "deferred")
 STOPPED = ("held", "cancelled")  # set by an administrator (postroom queue hold|delete)
 
 
@@ -80,38 +84,13 @@ async def attempt_delivery(
     store: Storage, delivery_id: str, resolver: dns.asyncresolver.Resolver, policy: Policy
 ) -> float | None:
     """Try the delivery once; seconds until the next try if deferred, else None (done)."""
-    now = utcnow()
-    lease_until = now + timedelta(seconds=policy.lease)
-    async with store.db.session() as session, session.begin():
-        # one statement takes the lease and reads the row; one more reads the rest
-        delivery = await session.scalar(
-            update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                Delivery.local.is_(False),
-                Delivery.status.in_(PENDING),
-                Delivery.next_attempt_at <= now,
-            )
-            .values(next_attempt_at=lease_until)
-            .returning(Delivery)
-        )
-        if delivery is None:
-            log.debug("delivery %s: missing, local, final, not due or taken; skipped", delivery_id)
-            return None
-        rows = (
-            await session.execute(
-                select(OutboundMessage, DeliveryRecipient)
-                .join(DeliveryRecipient, DeliveryRecipient.delivery_id == delivery_id)
-                .where(OutboundMessage.id == delivery.outbound_id)
-                .order_by(DeliveryRecipient.address)
-            )
-        ).all()
-        outbound = (
-            rows[0][0] if rows else await session.get_one(OutboundMessage, delivery.outbound_id)
-        )
-    current = _Recipients(
-        {row[1].id: (row[1].address, row[1].status, row[1].remote_reply) for row in rows}
-    )
+    leased = await take_lease(store.db, delivery_id, policy.lease)
+    if leased is None:
+        log.debug("delivery %s: missing, local, final, not due or taken; skipped", delivery_id)
+        return None
+    delivery, outbound, current = leased.delivery, leased.outbound, leased.recipients
+    lease_until = leased.until
+    set_message_id(delivery.outbound_id)  # log lines from here on name the mail
     recipients = current.pending()
     if recipients and (wait := await policy.limits.wait(delivery.domain)) is not None:
         log.info(
@@ -238,35 +217,23 @@ async def _hold(store: Storage, delivery_id: str, verdict: Verdict) -> None:
         delivery.status = "held"
         delivery.held_reason = delivery.last_error = verdict.reason
         delivery.updated_at = delivery.next_attempt_at = now
+    DELIVERIES.labels("held").inc()
     log.warning("delivery %s to %s: held, %s", delivery_id, delivery.domain, verdict.reason)
-
-
-@dataclass
-class _Recipients:
-    """The delivery's recipients as the lease read them: row id -> (address, status, reply).
-
-    While the lease is ours nobody else changes them, so the recording transaction needs
-    neither to read the rows again nor to ask which are still open.
-    """
-
-    rows: dict[str, tuple[str, str, str | None]]
-
-    def pending(self) -> list[str]:
-        return [address for address, status, _ in self.rows.values() if status in PENDING]
 
 
 async def _record(
     store: Storage,
     delivery: Delivery,
     outbound: OutboundMessage,
-    current: _Recipients,
+    current: Recipients,
     replies: dict[str, Reply],
     policy: Policy,
 ) -> float | None:
     """Record the replies; a DSN blob for the sender is written first (see smtp_out.bounces).
 
     ``delivery`` and ``outbound`` are the rows the lease read (detached): the lease keeps
-    them ours, so the recording is two updates in one transaction, no reads.
+    them ours, so the recording is updates only, no reads, made in one transaction with the
+    results of the attempts finishing at the same moment (see smtp_out.batches).
     """
     now, schedule = utcnow(), policy.schedule
     results = outcomes(
@@ -289,23 +256,39 @@ async def _record(
     attempts = delivery.attempts + 1
     delay = schedule.delay(attempts) if status == "deferred" else None
     last_error = _last_error(final)
-    async with store.db.session() as session, session.begin():
-        if changes:
-            await session.execute(update(DeliveryRecipient), changes)
+
+    def values() -> dict[str, Any]:
+        # built after follow_up.record, which may set delay_notified_at
+        return {
+            "id": delivery.id,
+            "status": status,
+            "attempts": attempts,
+            "last_error": last_error,
+            "updated_at": now,
+            "next_attempt_at": now + timedelta(seconds=delay or 0.0),
+            "delay_notified_at": delivery.delay_notified_at,
+        }
+
+    def guarded() -> Any:
+        """A still-open result: one statement of its own, keeping an admin's hold/delete."""
+        changed = values()
+        changed["status"] = _unless_stopped(status)
+        return update(Delivery).where(Delivery.id == changed.pop("id")).values(changed)
+
+    async def before(session: AsyncSession) -> None:
         await follow_up.record(session, delivery, policy.notices, now)
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id)
-            .values(
-                status=_unless_stopped(status),
-                attempts=Delivery.attempts + 1,
-                last_error=last_error,
-                updated_at=now,
-                next_attempt_at=now + timedelta(seconds=delay or 0.0),
-                delay_notified_at=delivery.delay_notified_at,
-            )
-        )
+
+    await record(
+        store.db,
+        Recording(
+            changes,
+            values,
+            before=before if follow_up.has_writes else None,
+            statement=guarded if status in PENDING else None,
+        ),
+    )
     await follow_up.after_commit(store)
+    DELIVERIES.labels(status).inc()
     log.info(
         "delivery %s to %s: %s after attempt %d%s",
         delivery.id,
@@ -342,9 +325,4 @@ async def _give_back(
     store: Storage, delivery_id: str, lease_until: datetime, *, after: float = 0.0
 ) -> None:
     """End our lease early (a failure, a shutdown, a rate limit): due again ``after`` seconds."""
-    async with store.db.session() as session, session.begin():
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.next_attempt_at == lease_until)
-            .values(next_attempt_at=utcnow() + timedelta(seconds=after))
-        )
+    await give_back(store.db, delivery_id, lease_until, after)

@@ -138,6 +138,11 @@ class FollowUp:
             follow.blob_key, follow.size, follow.delayed = raw[0], raw[1], bool(delayed)
         return follow
 
+    @property
+    def has_writes(self) -> bool:
+        """Whether :meth:`record` has anything to write (most attempts: nothing)."""
+        return bool(self.suppress) or self.blob_key is not None
+
     async def record(
         self, session: AsyncSession, delivery: Delivery, notices: Notices, now: datetime
     ) -> None:

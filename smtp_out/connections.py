@@ -1,9 +1,13 @@
 """Open SMTP connections to mail hosts: reused, capped per host, with the configured TLS.
 
 A worker keeps an idle connection to a host after a transaction and uses it for the next
-message to that host (RSET first, to be sure it is still good), which saves a TCP and TLS
-handshake per message on a busy route. At most ``connections_per_host`` connections per host
-address are open at once; a delivery needing another waits for one, never drops the message.
+message to that host, which saves a TCP and TLS handshake per message on a busy route. A
+connection parked for more than ``probe_after`` seconds, or left with a transaction open (no
+recipient accepted, DATA refused), gets an RSET first, to be sure it is still good and clean;
+one handed straight on after a completed transaction does not (the 250 after DATA ended the
+transaction, RFC 5321 4.1.4), saving a round trip per message. At most
+``connections_per_host`` connections per host address are open at once; a delivery needing
+another waits for one, never drops the message.
 
 TLS modes (``POSTROOM_DELIVERY_TLS``), after Postfix's ``smtp_tls_security_level``:
 ``opportunistic`` (``may``): STARTTLS when offered, certificates not checked, plaintext again
@@ -50,6 +54,8 @@ class SessionOptions:
     auth: tuple[str, str] | None = field(default=None, repr=False)
     connections_per_host: int = 4
     idle_seconds: float = 30.0
+    probe_after: float = 2.0
+    """A connection parked longer than this is probed with RSET before it is used again."""
 
 
 class HostUnavailable(Exception):
@@ -67,6 +73,8 @@ class Lease:
         self.client = client
         self.target = target
         self.reusable = True
+        self.clean = True
+        """False while a transaction may be open on the connection (it then needs RSET)."""
 
     def discard(self) -> None:
         self.reusable = False
@@ -75,7 +83,7 @@ class Lease:
 class Connections:
     def __init__(self, options: SessionOptions) -> None:
         self.options = options
-        self._idle: dict[str, list[tuple[float, aiosmtplib.SMTP]]] = {}
+        self._idle: dict[str, list[tuple[float, bool, aiosmtplib.SMTP]]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._context: ssl.SSLContext | None = None
 
@@ -94,23 +102,27 @@ class Connections:
                 client.close()  # no polite QUIT: it could hold up a cancellation
                 raise
             if lease.reusable and client.is_connected:
-                self._idle.setdefault(target.address, []).append((time.monotonic(), client))
+                parked = (time.monotonic(), lease.clean, client)
+                self._idle.setdefault(target.address, []).append(parked)
             else:
                 await self._quit(client)  # never raises: the transaction is already over
 
     async def close(self) -> None:
         idle, self._idle = self._idle, {}
         for clients in idle.values():
-            for _, client in clients:
+            for _, _, client in clients:
                 await self._quit(client)
 
     async def _reuse(self, target: Target) -> aiosmtplib.SMTP | None:
         clients = self._idle.get(target.address, [])
         while clients:
-            parked_at, client = clients.pop()
-            if time.monotonic() - parked_at > self.options.idle_seconds or not client.is_connected:
+            parked_at, clean, client = clients.pop()
+            idle = time.monotonic() - parked_at
+            if idle > self.options.idle_seconds or not client.is_connected:
                 await self._quit(client)
                 continue
+            if clean and idle <= self.options.probe_after:
+                return client
             try:
                 await client.rset(timeout=self.options.quit_timeout)
             except (aiosmtplib.SMTPException, OSError):

@@ -101,6 +101,7 @@ async def _transaction(
         except aiosmtplib.SMTPResponseException as exc:
             replies.update(dict.fromkeys(recipients, Reply(exc.code, exc.message)))
             return replies
+        lease.clean = False  # a transaction is open until DATA's 250 ends it
         for recipient in recipients:
             try:
                 await client.rcpt(recipient, encoding=encoding)
@@ -112,6 +113,7 @@ async def _transaction(
         try:
             response = await client.data(envelope.message, timeout=options.data_timeout)
             reply = Reply(response.code, response.message)
+            lease.clean = True
         except aiosmtplib.SMTPResponseException as exc:
             reply = Reply(exc.code, exc.message)
         replies.update(dict.fromkeys(accepted, reply))

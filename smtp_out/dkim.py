@@ -116,6 +116,7 @@ class DkimSigner:
 
     ttl: float = KEY_TTL
     _keys: dict[str, tuple[float, DomainKey | None]] = field(default_factory=dict)
+    _loading: dict[str, asyncio.Future[DomainKey | None]] = field(default_factory=dict)
 
     async def sign_for_sender(self, store: Storage, sender: str, raw: bytes) -> bytes:
         """``raw`` signed for the sender's domain if it has a DKIM key, else ``raw`` unchanged.
@@ -138,15 +139,28 @@ class DkimSigner:
             return raw
 
     async def _key(self, store: Storage, domain_name: str) -> DomainKey | None:
+        """The domain's parsed key. Parsing costs tens of milliseconds of CPU, so the
+        attempts arriving while it is loaded wait for that one load (at start, or when the
+        cached key expires, all the worker's concurrent attempts want it at once)."""
         now = time.monotonic()
         cached = self._keys.get(domain_name)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with store.db.session() as session:
+        loading = self._loading.get(domain_name)
+        if loading is None:
+            loading = self._loading[domain_name] = asyncio.ensure_future(
+                self._load(store, domain_name, now)
+            )
+            loading.add_done_callback(lambda _: self._loading.pop(domain_name, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, store: Storage, domain_name: str, now: float) -> DomainKey | None:
+        async with store.db.reader() as session:
             domain = await hosted_domain(session, domain_name)
         key: DomainKey | None = None
         if domain is not None and domain.dkim_selector and domain.dkim_private_key:
-            key = DomainKey(domain.name, domain.dkim_selector, _load_key(domain.dkim_private_key))
+            parsed = await asyncio.to_thread(_load_key, domain.dkim_private_key)
+            key = DomainKey(domain.name, domain.dkim_selector, parsed)
         self._keys[domain_name] = (now + self.ttl, key)
         return key
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.checks.registry import open_content_check
+from postroom.logs import message_scope
 from postroom.settings import Settings
 from smtp_out.attempt import PENDING, Policy, attempt_delivery
 from smtp_out.backoff import RetrySchedule
@@ -119,7 +120,8 @@ class DeliveryWorker:
             log.error("outgoing job %s names no delivery (%r); dropped", job.id, job.payload)
             return None
         assert self.resolver is not None, "start() makes the resolver"
-        return await attempt_delivery(self.store, delivery_id, self.resolver, self.policy)
+        with message_scope():  # the attempt names its outbound message once it has read it
+            return await attempt_delivery(self.store, delivery_id, self.resolver, self.policy)
 
     async def _find_lost(self, due_before: datetime) -> list[dict[str, Any]]:
         """Due deliveries whose hint may be lost: see :class:`SweepWindow`."""

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 SETTLE_SECONDS = 5.0
 """How long a stop waits, past the grace period, for acks and releases under way."""
 
+SWEEP_PUTS = 50
+"""Re-enqueued hints a sweep puts at once."""
+
 Handler = Callable[[Job], Awaitable[float | None]]
 FindLost = Callable[[datetime], Awaitable[list[dict[str, Any]]]]
 
@@ -185,8 +188,10 @@ class QueueConsumers:
         while not self._stopping.is_set():
             try:
                 payloads = await self.find_lost(utcnow() - age)
-                for payload in payloads:
-                    await self.queue.put(self.name, payload)
+                # a few at a time, so a backend that batches (the table queue) can
+                for start in range(0, len(payloads), SWEEP_PUTS):
+                    chunk = payloads[start : start + SWEEP_PUTS]
+                    await asyncio.gather(*(self.queue.put(self.name, p) for p in chunk))
                 if payloads:
                     log.info("sweeper re-enqueued %d %s job(s)", len(payloads), self.name)
             except Exception:

@@ -2,13 +2,17 @@
 
 Claiming is one conditional ``UPDATE ... RETURNING``: a row is taken only if it is still due, so
 two consumers (threads or processes) never lease the same job at once, on SQLite or PostgreSQL.
-Consumers in this process are woken at once by ``put``; other processes poll.
+Consumers in this process are woken at once by ``put``; other processes poll. Puts and acks
+made at the same time share one transaction (:class:`GroupCommit`; acks one ``DELETE``): a busy
+worker acks hundreds of jobs a second and a sweep may put a thousand, and a commit each would
+be most of their writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +22,7 @@ from storage.db.database import Database
 from storage.db.models import QueueJob
 from storage.db.types import utcnow
 from storage.queues import Job
+from storage.queues.group_commit import GroupCommit
 
 __all__ = ["TableQueue"]
 
@@ -28,16 +33,22 @@ class TableQueue:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._acks: GroupCommit[str, None] = GroupCommit(self._delete)
+        self._puts: GroupCommit[QueueJob, str] = GroupCommit(self._insert)
 
     async def put(self, queue: str, payload: dict[str, Any], *, delay: float = 0.0) -> str:
         job = QueueJob(
             queue=queue, payload=payload, available_at=utcnow() + timedelta(seconds=delay)
         )
-        async with self.db.session() as session, session.begin():
-            session.add(job)
+        job_id = await self._puts.submit(job)
         if delay <= 0 and (event := self._wakeups.pop(queue, None)) is not None:
             event.set()
-        return job.id
+        return job_id
+
+    async def _insert(self, jobs: Sequence[QueueJob]) -> list[str]:
+        async with self.db.session() as session, session.begin():
+            session.add_all(jobs)
+        return [job.id for job in jobs]
 
     async def claim(
         self, queue: str, consumer: str, *, limit: int = 10, lease: float = 120.0, wait: float = 1.0
@@ -85,8 +96,12 @@ class TableQueue:
             return [Job(id=r.id, queue=queue, payload=r.payload, attempts=r.attempts) for r in rows]
 
     async def ack(self, job: Job) -> None:
+        await self._acks.submit(job.id)
+
+    async def _delete(self, ids: Sequence[str]) -> list[None]:
         async with self.db.session() as session, session.begin():
-            await session.execute(delete(QueueJob).where(QueueJob.id == job.id))
+            await session.execute(delete(QueueJob).where(QueueJob.id.in_(ids)))
+        return [None] * len(ids)
 
     async def release(self, job: Job, *, delay: float = 0.0) -> None:
         async with self.db.session() as session, session.begin():
