@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 from search.text import fold
@@ -24,10 +25,10 @@ def _fold_char(char: str) -> str:
     return fold(char)
 
 
-def _folded(text: str) -> tuple[str, list[int]]:
+def _folded(text: str) -> tuple[str, Sequence[int]]:
     """``text`` folded, and for each folded character the index of its original one."""
-    if text.isascii():
-        return text.lower(), list(range(len(text)))
+    if text.isascii():  # one character each: the map is the identity, no list needed
+        return text.lower(), range(len(text))
     pieces: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):
@@ -37,7 +38,7 @@ def _folded(text: str) -> tuple[str, list[int]]:
     return "".join(pieces), origin
 
 
-def _spans(folded: str, origin: list[int], needles: list[str]) -> list[tuple[int, int]]:
+def _spans(folded: str, origin: Sequence[int], needles: list[str]) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for needle in needles:
         start = folded.find(needle)

@@ -7,17 +7,18 @@ is bm25 with the subject weighted highest.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, table
+from sqlalchemy import ColumnElement, String, bindparam, func, literal_column, select, table
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import column
 from sqlalchemy.sql.expression import ColumnClause
 
 from search.documents import COLUMN_OF
 from search.query import Term
-from search.sql_query import PageSelect, SqlSearch
+from search.sql_query import Candidates, SqlSearch
 from storage.db.database import Database
-from storage.db.models import Message, SearchDocument
+from storage.db.models import SearchDocument
 
 __all__ = ["FIELDS", "fts5_leaf", "sqlite_search"]
 
@@ -37,12 +38,10 @@ def fts5_leaf(term: Term) -> str:
 
 
 class _Fts5:
-    def __init__(self) -> None:
-        self.count = 0
-
     def _param(self, expression: str) -> Any:
-        self.count += 1
-        return bindparam(f"fts{self.count}", expression)
+        # Anonymous, so statements of the same shape share one compiled form in SQLAlchemy's
+        # cache (numbered names made every search a cache miss and a new cache entry).
+        return bindparam(None, expression, type_=String)
 
     def leaf(self, term: Term) -> str | None:
         return fts5_leaf(term)
@@ -68,13 +67,23 @@ class _Fts5:
     def term_condition(self, term: Term) -> ColumnElement[bool]:
         return self.contains(fts5_leaf(term))
 
-    def ranked(self, statement: PageSelect, expression: str) -> PageSelect:
-        rank = func.bm25(_fts_table, *WEIGHTS)
+    async def settle_plan(self, session: AsyncSession) -> None:
+        """Nothing: SQLite plans every statement afresh, and knows no statistics for FTS5."""
+
+    def window(self, candidates: Candidates, expression: str) -> Candidates:
+        # FTS5 hands out matches in rowid order for free, newest content first; bm25 is
+        # computed only for the rows the walk keeps (the user's, past the filters).
         return (
-            statement.join(_fts, _fts.c.rowid == SearchDocument.id)
+            candidates.add_columns(
+                _fts.c.rowid.label("walk"), func.bm25(_fts_table, *WEIGHTS).label("score")
+            )
+            .join(_fts, _fts.c.rowid == SearchDocument.id)
             .where(_fts_table.bool_op("MATCH")(self._param(expression)))
-            .order_by(rank, Message.received_at.desc(), Message.id.desc())
+            .order_by(_fts.c.rowid.desc())
         )
+
+    def score(self, window: Any, expression: str) -> ColumnElement[Any]:
+        return cast(ColumnElement[Any], window.c.score)
 
 
 def sqlite_search(db: Database) -> SqlSearch:

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
+from search import sql_query
 from search.documents import index_stored
 from smtp_in.processor import process_inbound
 from storage.db.models import Message
@@ -215,6 +216,28 @@ async def test_ranked_by_relevance_then_date(mail: dict[str, Any]) -> None:
     # Without words, all are equal: newest first, like the list.
     dated = [i["received_at"] for i in await find(mail["ann"], "has:attachment")]
     assert dated == sorted(dated, reverse=True)
+
+
+async def test_only_the_newest_matches_are_ranked(
+    backend: tuple[str, dict[str, Any]], mail: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "search_url" in backend[1]:
+        pytest.skip("OpenSearch ranks every match; the window is the SQL engines' (README)")
+    # "the" is in three bodies; with a window of two, the oldest (the report) comes after the
+    # two newest whatever its score, and pages still cover every match exactly once.
+    monkeypatch.setattr(sql_query, "RANKED_WINDOW", 2)
+    found = [i["subject"] for i in await find(mail["ann"], "the")]
+    assert sorted(found[:2]) == ["Big upload", "Weekly sync notes"]
+    assert found[2:] == ["Quarterly report"]
+    paged: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"q": "the", "limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = (await mail["ann"].get("/search", params=params)).json()
+        paged += [i["subject"] for i in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert paged == found
 
 
 async def test_pages_follow_the_cursor(mail: dict[str, Any]) -> None:
