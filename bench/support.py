@@ -48,6 +48,7 @@ __all__ = [
     "PostfixRelay",
     "PostfixUnavailable",
     "SmtpSink",
+    "cpu_seconds",
     "free_port",
     "markdown_table",
     "note",
@@ -66,6 +67,17 @@ POSTGRES_ADMIN_URL = os.environ.get(
 def note(text: str) -> None:
     """Progress for the person watching; results go to stdout, this to stderr."""
     print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc).
+
+    On a shared machine CPU time per unit of work is the figure that does not depend on how
+    busy the neighbours are; latencies do.
+    """
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_port(address: str, port: int, timeout: float = 10.0) -> bool:

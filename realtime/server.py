@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -32,6 +33,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from postroom.errors import AuthenticationFailed, ChangesExpired, InvalidInput, StorageError
+from postroom.metrics import WEBSOCKET_CONNECTIONS
+from realtime.health import HealthRoutes
 from realtime.hub import Hub, frame
 from realtime.origins import Origins
 from realtime.outbox import Outbox
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 5.0
 REPLAY_PAGE = 500
 MAX_CLIENT_MESSAGE = 4096  # clients send one hello; nothing big is ever expected from them
+LISTEN_BACKLOG = 4096  # a reconnect storm after a restart; the kernel caps it at somaxconn
 
 BAD_REQUEST = 4400
 UNAUTHORIZED = 4401
@@ -78,10 +82,12 @@ class RealtimeServer:
         self.settings = store.settings
         self.hub = Hub(store.bus)
         self.origins = Origins(store.settings)
+        self.health = HealthRoutes(store)  # /healthz, /readyz, /metrics on the same port
         self._server: Server | None = None
 
     async def start(self) -> list[str]:
         settings = self.settings
+        _raise_open_files_limit()
         self._server = await serve(
             self._handle,
             settings.listen_address,
@@ -92,6 +98,7 @@ class RealtimeServer:
             max_queue=4,
             ping_interval=settings.realtime_ping_interval_seconds,
             ping_timeout=settings.realtime_ping_timeout_seconds,
+            backlog=LISTEN_BACKLOG,
         )
         return [f"ws://{settings.listen_address}:{settings.realtime_port}/ws (realtime)"]
 
@@ -104,10 +111,15 @@ class RealtimeServer:
         except TimeoutError:
             log.warning("realtime: some connections did not close within %.0f s", grace)
         await self.hub.close()
+        await self.health.close()
 
     # -- the handshake ----------------------------------------------------------------------
 
-    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _check_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        if (answer := await self.health.respond(connection, request)) is not None:
+            return answer
         if urlsplit(request.path).path != "/ws":
             return connection.respond(HTTPStatus.NOT_FOUND, "the WebSocket endpoint is /ws\n")
         origin = request.headers.get("Origin")
@@ -146,12 +158,15 @@ class RealtimeServer:
     # -- one connection ---------------------------------------------------------------------
 
     async def _handle(self, connection: ServerConnection) -> None:
+        WEBSOCKET_CONNECTIONS.inc()
         try:
             await self._connection(connection)
         except (SQLAlchemyError, OSError) as exc:
             # The database is down or its pool exhausted: a retry later may succeed.
             log.warning("realtime: database unavailable for a client: %s", exc)
             await connection.close(TRY_AGAIN_LATER, "the database is busy; reconnect shortly")
+        finally:
+            WEBSOCKET_CONNECTIONS.dec()
 
     async def _connection(self, connection: ServerConnection) -> None:
         try:
@@ -166,7 +181,7 @@ class RealtimeServer:
             await connection.close(UNAUTHORIZED, "authenticate with ?token= or a hello message")
             return
         cap = self.settings.realtime_max_connections_per_user
-        outbox = Outbox(self.settings.realtime_send_queue)
+        outbox = Outbox(self.settings.realtime_send_queue, connection)
         if not self.hub.admit(user_id, outbox, cap):
             await connection.close(TOO_MANY, f"at most {cap} connections per user; close one")
             return
@@ -193,21 +208,27 @@ class RealtimeServer:
         else:
             last = await self._replay(connection, user_id, since)
         await connection.send(json.dumps({"type": "ready", "seq": last}))
+        outbox.last = last
         while not outbox.closed:
-            await outbox.wake.wait()
             frames = outbox.take()
             if frames is None:  # fell too far behind: the log has everything it missed
-                last = await self._replay(connection, user_id, last)
+                outbox.last = await self._replay(connection, user_id, outbox.last)
                 continue
-            for seq, text in frames:
-                if seq <= last:
+            if not frames:
+                # Caught up: from here the hub writes the next frames straight to the socket
+                # (set with no await after take(), so no frame can slip in between).
+                outbox.live = True
+                await outbox.wake.wait()
+                continue
+            for seq, data in frames:
+                if seq <= outbox.last:
                     continue  # already replayed from the log
-                if seq > last + 1:
-                    last = await self._replay(connection, user_id, last)
-                    if seq <= last:
+                if seq > outbox.last + 1:
+                    outbox.last = await self._replay(connection, user_id, outbox.last)
+                    if seq <= outbox.last:
                         continue
-                await connection.send(text)
-                last = seq
+                await connection.send(data, text=True)
+                outbox.last = seq
 
     async def _latest(self, user_id: str) -> int:
         async with self.store.db.session() as session:
@@ -233,3 +254,23 @@ class RealtimeServer:
                 last = event.seq
             if len(events) < REPLAY_PAGE:
                 return last
+
+
+def _raise_open_files_limit() -> None:
+    """Each client holds a file descriptor: lift the soft limit to the hard one, and say so.
+
+    The usual soft limit of 1024 would refuse clients long before memory or CPU run short.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("realtime: could not raise the open files limit from %d: %s", soft, exc)
+            hard = soft
+    log.info(
+        "realtime: open files limit %d (was %d): at most about that many clients; raise the "
+        "hard limit (ulimit -Hn, LimitNOFILE=) for more",
+        hard,
+        soft,
+    )

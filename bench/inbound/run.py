@@ -47,6 +47,7 @@ from bench.support import (
     PostfixDiscard,
     PostfixRelay,
     PostfixUnavailable,
+    cpu_seconds,
     free_port,
     markdown_table,
     note,
@@ -192,13 +193,6 @@ def _wait_for_discards(postfix: PostfixRelay, goal: int, patience: float = 30.0)
 
 
 # -- postroom -------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -8,6 +8,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import json
+from contextlib import AsyncExitStack
 
 import pytest
 from websockets.asyncio.client import connect
@@ -71,6 +72,37 @@ async def test_live_events_racing_the_replay_arrive_once_in_order(start_realtime
     seqs = [f["seq"] for f in frames if f["type"] == "mail.new"]
     assert seqs == list(range(since + 1, since + 122))
     assert [f["type"] for f in frames].count("ready") == 1
+
+
+async def test_each_connection_of_a_user_gets_every_event_once_in_order(
+    start_realtime: Start,
+) -> None:
+    """Frames written straight to idle sockets and frames queued for senders still replaying
+    interleave; no connection sees a gap, a duplicate or a reordering.
+    """
+    running = await start_realtime()
+    since = (await running.record(1))[0]
+    missed = await running.record(50)
+    async with AsyncExitStack() as stack:
+        live = [await stack.enter_async_context(connect(running.url_with_token())) for _ in "abcd"]
+        for ws in live:
+            await client.ready(ws)
+        replaying = [
+            await stack.enter_async_context(connect(running.url_with_token(f"&since={since}")))
+            for _ in "abcd"
+        ]
+        written: list[int] = []
+        for _ in range(30):
+            written += await running.record(1)
+        live_frames = [await client.frames(ws, 30) for ws in live]
+        replayed_frames = [await client.frames(ws, 50 + 1 + 30) for ws in replaying]
+
+    for frames in live_frames:
+        assert [f["seq"] for f in frames] == written
+    for frames in replayed_frames:
+        seqs = [f["seq"] for f in frames if f["type"] == "mail.new"]
+        assert seqs == [*missed, *written]
+        assert [f["type"] for f in frames].count("ready") == 1
 
 
 @pytest.mark.parametrize("case", ["pruned", "ahead"])
