@@ -1,23 +1,21 @@
 """A receiver that fails one transaction in five still gets every message, each once.
 
-The chaos peer answers 421 (and hangs up), 451, or drops the connection without a word, at
-random, for 20% of the messages; everything else gets a 250. A message it dropped was never
-acknowledged, so delivering it again is right; a duplicate would mean we sent again after a 250
-we had seen, which only a worker crash between the 250 and the commit can cause (that window
-is exercised in tests/e2e/test_outbound_crash.py), so here the count must be zero.
+The chaos peer (tests/support/chaos.py) answers 421 (and hangs up), 451, or drops the
+connection without a word, at random, for 20% of the messages; everything else gets a 250. A
+message it dropped was never acknowledged, so delivering it again is right; a duplicate would
+mean we sent again after a 250 we had seen, which only a worker crash between the 250 and the
+commit can cause (that window is exercised in tests/smtp_out/test_worker_crash.py and
+tests/e2e/test_distributed_faults.py), so here the count must be zero.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -26,36 +24,11 @@ from sqlalchemy import func, select
 from smtp_out.worker import DeliveryWorker, build_policy
 from storage.db.models import DeliveryRecipient
 from tests.smtp_out.conftest import MX1, Mail, Peers
+from tests.support.chaos import ChaosReceiver
 from tests.support.services import postgres_database
 
 MESSAGES = int(os.environ.get("CHAOS_MESSAGES", "1000"))
 FAILURE_RATE = 0.2
-
-
-class ChaosReceiver:
-    def __init__(self, seed: int) -> None:
-        self.random = random.Random(seed)
-        self.accepted: Counter[str] = Counter()
-        self.failures: Counter[str] = Counter()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        roll = self.random.random()
-        if roll < FAILURE_RATE / 3:
-            self.failures["421"] += 1
-            asyncio.get_running_loop().call_soon(server.transport.close)
-            return "421 4.3.2 shutting down"
-        if roll < 2 * FAILURE_RATE / 3:
-            self.failures["451"] += 1
-            return "451 4.3.0 try again later"
-        if roll < FAILURE_RATE:
-            self.failures["dropped"] += 1
-            server.transport.close()
-            return "451 4.3.0 (never sent: the connection is gone)"
-        subject = next(
-            line for line in envelope.content.split(b"\r\n") if line.startswith(b"Subject: ")
-        )
-        self.accepted[subject.decode()] += 1
-        return "250 2.0.0 Ok"
 
 
 @pytest.fixture(params=["postgresql"])
@@ -69,7 +42,7 @@ def own_database_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.timeout(600)
 async def test_every_message_arrives_exactly_once_through_chaos(mail: Mail, peers: Peers) -> None:
-    chaos = ChaosReceiver(seed=20261123)
+    chaos = ChaosReceiver(seed=20261123, failure_rate=FAILURE_RATE)
     controller = Controller(chaos, hostname=MX1, port=peers.port, ready_timeout=10)
     await asyncio.to_thread(controller.start)
     try:
@@ -112,7 +85,7 @@ async def test_every_message_arrives_exactly_once_through_chaos(mail: Mail, peer
     finally:
         await asyncio.to_thread(controller.stop)
 
-    expected = {f"Subject: chaos #{n}" for n in range(MESSAGES)}
+    expected = {f"chaos #{n}" for n in range(MESSAGES)}
     duplicates = sum(count - 1 for count in chaos.accepted.values())
     print(
         f"\nchaos: {MESSAGES} messages, failures injected {dict(chaos.failures)}, "
