@@ -43,13 +43,13 @@ async def bearer_token(
 
 
 async def current_user(store: Store, token: Annotated[str, Depends(bearer_token)]) -> User:
-    """The token's user; a token validated here in the last few seconds is not looked up again.
-
-    Logout and key revocation take effect at once in this process and within
-    ``storage.repositories.tokens.RECENT_SECONDS`` in the others. The user is shared between
-    requests: read it, never change it.
+    """The token's user, looked up on every request unless ``POSTROOM_TOKEN_CACHE_SECONDS`` lets
+    this process trust a token it validated that recently (revocation elsewhere then takes up
+    to that long here). The user may be shared between requests: read it, never change it.
     """
-    return await authenticate_recent(store.db.reader, token)
+    return await authenticate_recent(
+        store.db.reader, token, remember=store.settings.token_cache_seconds
+    )
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         description="Comma-separated browser origins the WebSocket server accepts ('*' for "
         "any); unset accepts the gateway's own (http://HOSTNAME|localhost|127.0.0.1:HTTP_PORT).",
     )
+    token_cache_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="Seconds a gateway process trusts a bearer token it validated without "
+        "looking it up again; a token revoked by another process (another gateway, the CLI) is "
+        "accepted that long. 0: every request looks the token up.",
+    )
     realtime_public_url: str | None = Field(
         default=None,
         pattern=r"^wss?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?$",

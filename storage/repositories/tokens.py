@@ -6,12 +6,13 @@ authenticate the same way: a session token (``prt_``) comes from signing in and 
 key (``prk_``) is created for a REST client, never expires, and is shown once, at creation,
 because only its hash is kept.
 
-The gateway checks a token on every request; :func:`authenticate_recent` remembers a token it
-validated for :data:`RECENT_SECONDS` in this process, so a busy client costs one lookup per
-few seconds instead of one per request. Revoking a token (logout, an API key revoked) or
-deleting a user empties that memory at once in the acting process, and again when its
-transaction commits (:func:`forget_recent`); another gateway process may still accept the
-revoked token for at most :data:`RECENT_SECONDS`.
+The gateway checks a token on every request. An operator may let :func:`authenticate_recent`
+remember a token it validated for a few seconds (``POSTROOM_TOKEN_CACHE_SECONDS``, default 0:
+off), so a busy client costs one lookup per few seconds instead of one per request. Revoking a
+token (logout, an API key revoked) or deleting a user empties that memory at once in the acting
+process, and again when its transaction commits (:func:`forget_recent`); but another process
+(another gateway, or the CLI revoking a key) cannot reach it, so there the revoked token is
+accepted for up to that many seconds. That is why it is off unless chosen.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from storage.db.types import utcnow
 
 __all__ = [
     "API_KEY",
-    "RECENT_SECONDS",
     "authenticate",
     "authenticate_recent",
     "create_api_key",
@@ -71,9 +71,6 @@ async def issue_token(
     return secret, token
 
 
-RECENT_SECONDS = 5.0
-"""How long a process trusts a token it validated; the bound on revocation across processes."""
-
 _RECENT_MAX = 10_000
 
 
@@ -94,13 +91,15 @@ class _RecentTokens:
             return None
         return user
 
-    def put(self, key: str, user: User, expires_at: datetime | None, generation: int) -> None:
+    def put(
+        self, key: str, user: User, expires_at: datetime | None, generation: int, seconds: float
+    ) -> None:
         """Remember ``key`` unless a revocation happened since its lookup began."""
         if generation != self.generation:
             return
         if len(self._entries) >= _RECENT_MAX:
             self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (user, expires_at, time.monotonic() + RECENT_SECONDS)
+        self._entries[key] = (user, expires_at, time.monotonic() + seconds)
 
     def forget(self) -> None:
         self._entries.clear()
@@ -133,19 +132,23 @@ async def authenticate(session: AsyncSession, secret: str) -> User:
 
 
 async def authenticate_recent(
-    open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]], secret: str
+    open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+    secret: str,
+    remember: float = 0.0,
 ) -> User:
-    """:func:`authenticate`, trusting a token validated in this process in the last few seconds.
+    """:func:`authenticate`, trusting a token this process validated in the last ``remember``
+    seconds (0: always looked up).
 
     The ``User`` returned may be shared by concurrent requests: treat it as read-only.
     """
     key = _hash(secret)
-    if (user := _recent.get(key)) is not None:
+    if remember > 0 and (user := _recent.get(key)) is not None:
         return user
     generation = _recent.generation
     async with open_session() as session:
         token, user = await _lookup(session, key)
-    _recent.put(key, user, token.expires_at, generation)
+    if remember > 0:
+        _recent.put(key, user, token.expires_at, generation, remember)
     return user
 
 

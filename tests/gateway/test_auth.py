@@ -104,3 +104,23 @@ async def test_an_expired_token_is_401(api: Api) -> None:
     expired = await eve.get("/mailboxes")
     assert expired.status_code == 401
     assert "expired" in expired.json()["error"]["message"]
+
+
+async def test_with_the_token_cache_on_revocation_here_is_still_immediate(
+    database_url: str, tmp_path: Path
+) -> None:
+    """POSTROOM_TOKEN_CACHE_SECONDS trades cross-process revocation delay for speed; the
+    process that revokes (a logout, a key revoked over the API) never accepts the token again.
+    """
+    async with api_for(database_url, tmp_path, token_cache_seconds=30) as cached:
+        fay = await cached.user("fay@auth.test")
+        assert (await fay.get("/mailboxes")).status_code == 200  # now remembered
+        key = (await fay.post("/keys", json={"name": "script"})).json()
+        script = cached.anonymous()
+        script.headers["Authorization"] = f"Bearer {key['key']}"
+        assert (await script.get("/mailboxes")).status_code == 200  # remembered too
+
+        assert (await fay.request("DELETE", f"/keys/{key['id']}")).status_code == 200
+        assert (await script.get("/mailboxes")).status_code == 401
+        assert (await fay.post("/auth/logout")).status_code == 204
+        assert (await fay.get("/mailboxes")).status_code == 401
