@@ -72,6 +72,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 INBOUND = int(os.environ.get("FAULT_INBOUND", "1000"))
 OUTBOUND = int(os.environ.get("FAULT_OUTBOUND", "1000"))
 RESTART_POSTGRES = os.environ.get("POSTROOM_TEST_RESTART_POSTGRES", "1") != "0"
+if os.environ.get("POSTROOM_TEST_REQUIRE_SERVICES") == "1":
+    # CI runs the test as the issue states it: no developer shortcut may shrink it there.
+    assert RESTART_POSTGRES and min(INBOUND, OUTBOUND) >= 1000, (
+        "POSTROOM_TEST_RESTART_POSTGRES / FAULT_INBOUND / FAULT_OUTBOUND are for development; "
+        "unset them when POSTROOM_TEST_REQUIRE_SERVICES=1"
+    )
 CLIENT_THREADS = 6
 DEADLINE_SECONDS = float(os.environ.get("FAULT_DEADLINE_SECONDS", "480"))
 """Everything (load, faults, draining) must be done by then; generous for a loaded machine."""
