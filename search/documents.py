@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import cast
 
 import nh3
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from postroom.message import ParsedMessage
 from search.text import index_text
-from storage.db.database import insert_or_update
 from storage.db.models import Attachment, Message, MessageContent, SearchDocument
 from storage.db.types import utcnow
 from storage.repositories.outbound import RecordedSend
@@ -33,6 +35,7 @@ __all__ = [
     "body_text",
     "from_parsed",
     "index_parsed",
+    "index_sends",
     "index_stored",
     "stored_documents",
     "with_index",
@@ -145,6 +148,23 @@ async def stored_documents(session: AsyncSession, keys: list[str]) -> dict[str, 
     return documents
 
 
+_UPSERTS: dict[str, Insert] = {}
+
+
+def _upsert(dialect: str) -> Insert:
+    """``INSERT ... ON CONFLICT (blob_key) DO UPDATE`` every column, built once per engine:
+    every send and every delivered message writes one, so it is compiled once, not each time."""
+    statement = _UPSERTS.get(dialect)
+    if statement is None:
+        table = cast(Table, SearchDocument.__table__)
+        insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        changed = ("version", "indexed_at", *FIELDS)
+        statement = _UPSERTS[dialect] = insert.on_conflict_do_update(
+            index_elements=["blob_key"], set_={name: insert.excluded[name] for name in changed}
+        )
+    return statement
+
+
 async def write_document(session: AsyncSession, blob_key: str, document: DocumentText) -> None:
     values = {
         "blob_key": blob_key,
@@ -152,7 +172,8 @@ async def write_document(session: AsyncSession, blob_key: str, document: Documen
         "indexed_at": utcnow(),
         **asdict(document),
     }
-    await session.execute(insert_or_update(session, SearchDocument, values, key=["blob_key"]))
+    connection = await session.connection()
+    await connection.execute(_upsert(connection.dialect.name), values)
 
 
 async def index_parsed(session: AsyncSession, blob_key: str, parsed: ParsedMessage) -> None:
@@ -166,6 +187,28 @@ async def index_stored(session: AsyncSession, blob_key: str) -> None:
         await write_document(session, key, document)
 
 
+async def index_sends(session: AsyncSession, sends: Sequence[RecordedSend]) -> None:
+    """Index the Sent copies of sends recorded together, with one statement for them all.
+
+    Passed as ``index`` to :func:`storage.outbox.submit`, which runs it in the transaction
+    that records the sends, so each Sent copy is searchable exactly when it exists. The
+    documents come from what the copies were filed from (``RecordedSend.parsed``): reading
+    the rows just written back would cost three queries a send and say the same.
+    """
+    now = utcnow()
+    values: dict[str, dict[str, object]] = {}
+    for recorded in sends:
+        key = recorded.outbound.blob_key
+        if recorded.parsed is None:
+            await index_stored(session, key)
+            continue
+        document = asdict(from_parsed(recorded.parsed))
+        values[key] = {"blob_key": key, "version": TEXT_VERSION, "indexed_at": now, **document}
+    if values:
+        connection = await session.connection()
+        await connection.execute(_upsert(connection.dialect.name), list(values.values()))
+
+
 RecordHook = Callable[[AsyncSession, RecordedSend], Awaitable[None]]
 
 
@@ -174,10 +217,15 @@ def with_index(hook: RecordHook | None) -> RecordHook:
 
     Storage may not import search, so the send path passes this in; it runs inside the
     transaction that records the send, so the Sent copy is searchable exactly when it exists.
+    The document comes from what the copy was filed from (``recorded.parsed``): reading the
+    rows just written back would cost three queries and say the same.
     """
 
     async def record(session: AsyncSession, recorded: RecordedSend) -> None:
-        await index_stored(session, recorded.outbound.blob_key)
+        if recorded.parsed is None:
+            await index_stored(session, recorded.outbound.blob_key)
+        else:
+            await index_parsed(session, recorded.outbound.blob_key, recorded.parsed)
         if hook is not None:
             await hook(session, recorded)
 

@@ -3,21 +3,34 @@
 Fields are told apart by tsvector weights (A subject, B sender, C to and cc, D body and
 attachment names), so ``subject:`` and ``from:`` are exact in the index. ``to:``, ``cc:``,
 ``body:`` and ``filename:`` share a weight with another field; the GIN index narrows them by
-weight and a word-boundary ``LIKE`` on the field's own column settles them. Queries are
+weight and a word-boundary ``LIKE`` on the field's own column settles them. A query whose
+words are all ``subject:`` or ``from:`` reads the narrow table ``search_fts_headers``
+(migration 0014) instead: same lexemes, weights and positions, no bodies. Queries are
 written as tsquery text (``CAST(:q AS tsquery)``), not through ``to_tsquery``, so the tokens
 ``search.text`` made reach the index exactly as stored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, bindparam, cast, func, literal_column, text
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    and_,
+    cast,
+    column,
+    func,
+    literal_column,
+    table,
+    text,
+)
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import ColumnClause
 
-from search.query import Term
+from search.query import And, Node, Not, Or, Term
 from search.sql_query import Candidates, SqlSearch
 from storage.db.database import Database
 from storage.db.models import Message, SearchDocument
@@ -32,6 +45,14 @@ SHARED_WEIGHT = {
     "filename": SearchDocument.filenames,
 }
 _tsvector: ColumnClause[Any] = literal_column("search_documents.search_fts")
+_headers = table("search_fts_headers", column("id"), column("blob_key"), column("vector"))
+"""Per document, the tsvector of its subject, sender and recipients (migration 0014)."""
+HEADER_FIELDS = ("subject", "from")
+"""Fields whose words ``search_fts_headers`` holds with their own weight."""
+_SETTLE = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('max_parallel_workers_per_gather', '0', true)"
+)
 
 
 def tsquery_leaf(term: Term) -> str:
@@ -44,11 +65,20 @@ def tsquery_leaf(term: Term) -> str:
     return f"({phrase})"
 
 
+def _header_only(node: Node) -> bool:
+    """Every word of ``node`` is restricted to a field the header tsvector holds."""
+    if isinstance(node, Term):
+        return node.field in HEADER_FIELDS
+    if isinstance(node, And | Or):
+        return all(_header_only(child) for child in node.children)
+    if isinstance(node, Not):
+        return _header_only(node.child)
+    return False
+
+
 class _TsQuery:
-    def _query(self, expression: str) -> Any:
-        # Anonymous, so statements of the same shape share one compiled form in SQLAlchemy's
-        # cache (numbered names made every search a cache miss and a new cache entry).
-        return cast(bindparam(None, expression, type_=String), TSQUERY)
+    def _query(self, expression: BindParameter[str]) -> Any:
+        return cast(expression, TSQUERY)
 
     def leaf(self, term: Term) -> str | None:
         return None if term.field in SHARED_WEIGHT else tsquery_leaf(term)
@@ -62,36 +92,58 @@ class _TsQuery:
     def negation(self, part: str) -> str | None:
         return f"!({part})"
 
-    def contains(self, expression: str) -> ColumnElement[bool]:
+    def variant(self, node: Node) -> str:
+        return "header" if _header_only(node) else "full"
+
+    def reads_document(self, variant: str) -> bool:
+        return variant != "header"
+
+    def contains(self, expression: BindParameter[str]) -> ColumnElement[bool]:
         return _tsvector.bool_op("@@")(self._query(expression))
 
-    def term_condition(self, term: Term) -> ColumnElement[bool]:
-        assert term.field is not None
+    def term_values(self, term: Term) -> tuple[str, ...]:
         words = " ".join(term.match.tokens)
-        pattern = f"% {words}%" if term.match.prefix else f"% {words} %"
-        padded = " " + SHARED_WEIGHT[term.field] + " "
-        return and_(self.contains(tsquery_leaf(term)), padded.like(pattern))
+        return tsquery_leaf(term), f"% {words}%" if term.match.prefix else f"% {words} %"
+
+    def term_condition(
+        self, field: str | None, values: Sequence[BindParameter[str]]
+    ) -> ColumnElement[bool]:
+        assert field is not None
+        padded = " " + SHARED_WEIGHT[field] + " "
+        return and_(self.contains(values[0]), padded.like(values[1]))
 
     async def settle_plan(self, session: AsyncSession) -> None:
         # asyncpg prepares statements, and after five runs PostgreSQL may switch to a generic
         # plan that cannot see the tsquery: one planned for a rare word then walks the GIN
         # index for "the" (1.4 s instead of 0.1 s at 100 000 messages). Plan each search
         # for its own words; planning costs well under a millisecond.
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        # No parallel workers: a search stops after a window of rows, and starting workers
+        # for that cost more than the walk itself (57 ms instead of 15 ms for a common word
+        # at 100 000 messages), on top of taking cores from every other request.
+        await session.execute(_SETTLE)
 
-    def window(self, candidates: Candidates, expression: str) -> Candidates:
+    def window(
+        self, candidates: Candidates, expression: BindParameter[str], variant: str
+    ) -> Candidates:
         # Newest first over the user's messages: for a common word the walk stops after the
-        # window's worth of rows; for a rare one the planner takes the GIN index instead.
-        # The stored tsvector is carried out so only the window's rows are ranked.
+        # window's worth of rows; for a rare one the planner takes a GIN index instead.
+        # The tsvector is carried out so only the window's rows are ranked. A query naming
+        # only header fields reads the narrow header table (same lexemes, weights and
+        # positions for those fields, so the same matches and ranks) instead of the wide
+        # document rows with their bodies.
+        vector: Any = _tsvector
+        if variant == "header":
+            vector = _headers.c.vector
+            candidates = candidates.join(_headers, _headers.c.blob_key == Message.blob_key)
         return (
             candidates.add_columns(
-                Message.received_at.label("walk"), _tsvector.label("search_tsvector")
+                Message.received_at.label("walk"), vector.label("search_tsvector")
             )
-            .where(self.contains(expression))
+            .where(vector.bool_op("@@")(self._query(expression)))
             .order_by(Message.received_at.desc(), Message.id.desc())
         )
 
-    def score(self, window: Any, expression: str) -> ColumnElement[Any]:
+    def score(self, window: Any, expression: BindParameter[str]) -> ColumnElement[Any]:
         return -func.ts_rank(window.c.search_tsvector, self._query(expression))
 
 

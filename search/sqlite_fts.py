@@ -7,15 +7,16 @@ is bm25 with the subject weighted highest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, String, bindparam, func, literal_column, select, table
+from sqlalchemy import BindParameter, ColumnElement, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import column
 from sqlalchemy.sql.expression import ColumnClause
 
 from search.documents import COLUMN_OF
-from search.query import Term
+from search.query import Node, Term
 from search.sql_query import Candidates, SqlSearch
 from storage.db.database import Database
 from storage.db.models import SearchDocument
@@ -38,11 +39,6 @@ def fts5_leaf(term: Term) -> str:
 
 
 class _Fts5:
-    def _param(self, expression: str) -> Any:
-        # Anonymous, so statements of the same shape share one compiled form in SQLAlchemy's
-        # cache (numbered names made every search a cache miss and a new cache entry).
-        return bindparam(None, expression, type_=String)
-
     def leaf(self, term: Term) -> str | None:
         return fts5_leaf(term)
 
@@ -60,17 +56,30 @@ class _Fts5:
     def negation(self, part: str) -> str | None:
         return None  # FTS5's NOT needs a left side; the caller falls back to NOT IN
 
-    def contains(self, expression: str) -> ColumnElement[bool]:
-        matching = select(_fts.c.rowid).where(_fts_table.bool_op("MATCH")(self._param(expression)))
+    def variant(self, node: Node) -> str:
+        return "fts5"  # one table; column filters are part of the expression
+
+    def reads_document(self, variant: str) -> bool:
+        return True  # the FTS5 rowid is the document's id
+
+    def contains(self, expression: BindParameter[str]) -> ColumnElement[bool]:
+        matching = select(_fts.c.rowid).where(_fts_table.bool_op("MATCH")(expression))
         return SearchDocument.id.in_(matching)
 
-    def term_condition(self, term: Term) -> ColumnElement[bool]:
-        return self.contains(fts5_leaf(term))
+    def term_values(self, term: Term) -> tuple[str, ...]:
+        return (fts5_leaf(term),)
+
+    def term_condition(
+        self, field: str | None, values: Sequence[BindParameter[str]]
+    ) -> ColumnElement[bool]:
+        return self.contains(values[0])
 
     async def settle_plan(self, session: AsyncSession) -> None:
         """Nothing: SQLite plans every statement afresh, and knows no statistics for FTS5."""
 
-    def window(self, candidates: Candidates, expression: str) -> Candidates:
+    def window(
+        self, candidates: Candidates, expression: BindParameter[str], variant: str
+    ) -> Candidates:
         # FTS5 hands out matches in rowid order for free, newest content first; bm25 is
         # computed only for the rows the walk keeps (the user's, past the filters).
         return (
@@ -78,11 +87,11 @@ class _Fts5:
                 _fts.c.rowid.label("walk"), func.bm25(_fts_table, *WEIGHTS).label("score")
             )
             .join(_fts, _fts.c.rowid == SearchDocument.id)
-            .where(_fts_table.bool_op("MATCH")(self._param(expression)))
+            .where(_fts_table.bool_op("MATCH")(expression))
             .order_by(_fts.c.rowid.desc())
         )
 
-    def score(self, window: Any, expression: str) -> ColumnElement[Any]:
+    def score(self, window: Any, expression: BindParameter[str]) -> ColumnElement[Any]:
         return cast(ColumnElement[Any], window.c.score)
 
 

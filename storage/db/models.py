@@ -362,7 +362,8 @@ class SearchDocument(Base):
     One row per content, shared by every copy: flags, mailbox, dates and sizes are read from
     ``messages`` at query time, so flag changes and moves need no reindexing and a deleted copy
     simply stops matching. The engine's own index (an SQLite FTS5 table, a PostgreSQL tsvector
-    column) is derived from these columns by the 0006 migration's triggers and generated column.
+    column) is derived from these columns by the 0006 migration's triggers and generated column;
+    on PostgreSQL 0014 adds a trigger-kept headers-only table and a hash index on ``blob_key``.
     """
 
     __tablename__ = "search_documents"

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from search import sql_query
 from search.documents import index_stored
+from search.postgres_fts import postgres_search
 from smtp_in.processor import process_inbound
 from storage.db.models import Message
 from storage.repositories import inbound
@@ -178,10 +179,75 @@ async def names(mail: dict[str, Any], q: str, client: str = "ann") -> set[str]:
         ("resume", {"resume"}),
         ("RÉSUMÉ", {"resume"}),
         ("subject:resume", {"resume"}),
+        # Header fields only: PostgreSQL answers these from the header tsvector (0014).
+        ('subject:"weekly sync"', {"sync"}),
+        ('subject:"sync weekly"', set()),
+        ("from:dave -subject:big", {"sync"}),
+        ("subject:lunch OR from:carol", {"lunch", "report"}),
+        ("from:dave subject:upload", {"big"}),
+        ("from:dave has:attachment", {"big"}),
+        ("from:dave -in:inbox", set()),
     ],
 )
 async def test_operators(mail: dict[str, Any], q: str, expected: set[str]) -> None:
     assert await names(mail, q) == expected
+
+
+async def test_the_header_table_is_the_header_part_of_the_full_vector(
+    backend: tuple[str, dict[str, Any]], api: Api, mail: dict[str, Any]
+) -> None:
+    """PostgreSQL answers header-only queries from ``search_fts_headers`` (migration 0014);
+    that gives the same matches and ranks only while every document has its row there and its
+    lexemes, weights and positions are exactly the header part of ``search_fts``, also after
+    the document is rewritten (a reindex) or deleted."""
+    if not backend[0].startswith("postgresql"):
+        pytest.skip("the header table is PostgreSQL's")
+    report = mail["ids"]["report"]
+
+    async def differing() -> tuple[int, int, int]:
+        async with api.store.db.session() as session:
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT count(*), count(h.id), count(*) FILTER (WHERE "
+                        "ts_filter(d.search_fts, '{a,b,c}') <> h.vector) FROM search_documents d "
+                        "LEFT JOIN search_fts_headers h ON h.id = d.id"
+                    )
+                )
+            ).one()
+        return row[0], row[1], row[2]
+
+    total, headers, different = await differing()
+    assert total >= len(MAIL) and headers == total and different == 0
+    async with transaction(api.store) as session:
+        await session.execute(
+            text(
+                "UPDATE search_documents SET subject = 'renamed quarterly' WHERE blob_key = "
+                "(SELECT blob_key FROM messages WHERE id = :id)"
+            ),
+            {"id": report},
+        )
+    assert await differing() == (total, total, 0)
+    assert await names(mail, "subject:renamed") == {"report"}
+    async with transaction(api.store) as session:
+        await index_stored(session, (await session.get(Message, report)).blob_key)  # type: ignore[union-attr]
+    assert await names(mail, "subject:renamed") == set()
+    assert await differing() == (total, total, 0)
+
+
+async def test_postgresql_searches_plan_for_their_words_without_parallel_workers(
+    backend: tuple[str, dict[str, Any]], api: Api
+) -> None:
+    """Generic plans cannot see the tsquery; parallel workers cost more than a search's walk."""
+    if not backend[0].startswith("postgresql"):
+        pytest.skip("PostgreSQL planner settings")
+    engine = postgres_search(api.store.db).engine
+    async with api.store.db.session() as session, session.begin():
+        await engine.settle_plan(session)
+        assert await session.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+        assert await session.scalar(text("SHOW max_parallel_workers_per_gather")) == "0"
+    async with api.store.db.session() as session:  # local to the search's transaction
+        assert await session.scalar(text("SHOW max_parallel_workers_per_gather")) != "0"
 
 
 async def test_always_scoped_to_the_user(mail: dict[str, Any]) -> None:
@@ -323,6 +389,7 @@ async def test_new_mail_is_found_once_the_processor_filed_it(
         )
     await process_inbound(api.store, row.id)
     assert await names(mail, "invoice from:billing") == {"Invoice 4471"}
+    assert await names(mail, "from:billing") == {"Invoice 4471"}  # headers only (0014)
 
 
 async def test_sent_mail_is_found_in_sent(mail: dict[str, Any]) -> None:
