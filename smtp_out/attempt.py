@@ -27,14 +27,23 @@ from postroom.errors import ContentCheckUnavailable
 from postroom.logs import set_message_id
 from postroom.metrics import DELIVERIES
 from smtp_out.backoff import RetrySchedule
-from smtp_out.batches import PENDING, Recipients, Recording, give_back, record, take_lease
+from smtp_out.batches import (
+    PENDING,
+    LeasedDelivery,
+    LeasedMessage,
+    Recipients,
+    Recording,
+    give_back,
+    record,
+    take_lease,
+)
 from smtp_out.bounces import FollowUp, Notices, outcomes
 from smtp_out.connections import Connections
 from smtp_out.delivery import Envelope, Reply, deliver
 from smtp_out.dkim import DkimSigner
 from smtp_out.limits import DeliveryLimits
 from smtp_out.mx import ResolutionFailed, Target, resolve_targets
-from storage.db.models import Delivery, DeliveryRecipient, OutboundMessage
+from storage.db.models import Delivery, DeliveryRecipient
 from storage.db.types import utcnow
 from storage.registry import Storage
 
@@ -128,7 +137,7 @@ async def attempt_delivery(
 async def _deliver(
     store: Storage,
     domain: str,
-    outbound: OutboundMessage,
+    outbound: LeasedMessage,
     recipients: list[str],
     resolver: dns.asyncresolver.Resolver,
     policy: Policy,
@@ -167,7 +176,7 @@ class _Held(Exception):
         self.verdict = verdict
 
 
-def _needs_check(delivery: Delivery) -> bool:
+def _needs_check(delivery: LeasedDelivery) -> bool:
     """Whether this attempt runs the content check: once per delivery, before it first goes out.
 
     No column says "checked", and retries must not check again (spamd time is not free, and a
@@ -223,8 +232,8 @@ async def _hold(store: Storage, delivery_id: str, verdict: Verdict) -> None:
 
 async def _record(
     store: Storage,
-    delivery: Delivery,
-    outbound: OutboundMessage,
+    delivery: LeasedDelivery,
+    outbound: LeasedMessage,
     current: Recipients,
     replies: dict[str, Reply],
     policy: Policy,

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smtp_out.backoff import RetrySchedule
+from smtp_out.batches import LeasedDelivery, LeasedMessage
 from smtp_out.delivery import Reply
 from smtp_out.dsn import Action, RecipientReport, build_dsn, is_delivery_report
-from storage.db.models import Delivery, OutboundMessage
 from storage.registry import Storage
 from storage.repositories import inbound, suppressions
 from storage.repositories.accounts import hosted_domain
@@ -106,8 +106,8 @@ class FollowUp:
     async def prepare(
         cls,
         store: Storage,
-        delivery: Delivery,
-        outbound: OutboundMessage,
+        delivery: LeasedDelivery,
+        outbound: LeasedMessage,
         results: dict[str, Outcome],
         notices: Notices,
         schedule: RetrySchedule,
@@ -144,7 +144,7 @@ class FollowUp:
         return bool(self.suppress) or self.blob_key is not None
 
     async def record(
-        self, session: AsyncSession, delivery: Delivery, notices: Notices, now: datetime
+        self, session: AsyncSession, delivery: LeasedDelivery, notices: Notices, now: datetime
     ) -> None:
         """Inside the recording transaction: the notice's inbound row, the suppressions."""
         # One order for every worker, so two upserting the same addresses cannot deadlock.
@@ -174,8 +174,8 @@ def _report(address: str, outcome: Outcome, action: Action) -> RecipientReport:
 
 async def _notice(
     store: Storage,
-    delivery: Delivery,
-    outbound: OutboundMessage,
+    delivery: LeasedDelivery,
+    outbound: LeasedMessage,
     reports: list[RecipientReport],
     retry_until: datetime,
 ) -> tuple[str, int] | None:

@@ -1,7 +1,8 @@
 """Blobs as files under the data directory (the embedded default).
 
 A blob is written to a temporary file, fsynced, renamed into place and its directory fsynced,
-so a crash leaves either the whole blob or none of it. File I/O runs in a thread.
+so a crash leaves either the whole blob or none of it. File I/O runs in a thread, except the
+read of a small blob (see ``INLINE_READ``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from storage.blobs import blob_key
 __all__ = ["FileBlobStore"]
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
+
+INLINE_READ = 64 * 1024
+"""Bytes of a blob read on the event loop; the rest, if any, is read in a thread. Handing a
+read to a thread and back costs about 100 µs of CPU, ten times reading a few kilobytes from
+the page cache, and most blobs are messages of a few kilobytes (smtp-out reads one per
+delivery attempt)."""
 
 
 class FileBlobStore:
@@ -50,9 +57,14 @@ class FileBlobStore:
     async def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            file = path.open("rb")
         except FileNotFoundError:
             raise BlobNotFound(f"blob {key} is missing from {self.root}") from None
+        with file:
+            head = file.read(INLINE_READ + 1)
+            if len(head) <= INLINE_READ:
+                return head
+            return head + await asyncio.to_thread(file.read)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self._path(key).exists)

@@ -14,10 +14,11 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 
+from postroom.ids import new_id
 from storage.db.database import Database
 from storage.db.models import QueueJob
 from storage.db.types import utcnow
@@ -28,27 +29,35 @@ __all__ = ["TableQueue"]
 
 POLL_SECONDS = 0.5
 
+_JOBS = cast(Table, QueueJob.__table__)
+
 
 class TableQueue:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._wakeups: dict[str, asyncio.Event] = {}
         self._acks: GroupCommit[str, None] = GroupCommit(self._delete)
-        self._puts: GroupCommit[QueueJob, str] = GroupCommit(self._insert)
+        self._puts: GroupCommit[dict[str, Any], str] = GroupCommit(self._insert)
 
     async def put(self, queue: str, payload: dict[str, Any], *, delay: float = 0.0) -> str:
-        job = QueueJob(
-            queue=queue, payload=payload, available_at=utcnow() + timedelta(seconds=delay)
-        )
+        now = utcnow()
+        job = {
+            "id": new_id(),
+            "queue": queue,
+            "payload": payload,
+            "available_at": now + timedelta(seconds=delay),
+            "attempts": 0,
+            "created_at": now,
+        }
         job_id = await self._puts.submit(job)
         if delay <= 0 and (event := self._wakeups.pop(queue, None)) is not None:
             event.set()
         return job_id
 
-    async def _insert(self, jobs: Sequence[QueueJob]) -> list[str]:
+    async def _insert(self, jobs: Sequence[dict[str, Any]]) -> list[str]:
         async with self.db.session() as session, session.begin():
-            session.add_all(jobs)
-        return [job.id for job in jobs]
+            await session.execute(insert(_JOBS), list(jobs))
+        return [job["id"] for job in jobs]
 
     async def claim(
         self, queue: str, consumer: str, *, limit: int = 10, lease: float = 120.0, wait: float = 1.0
@@ -66,32 +75,31 @@ class TableQueue:
                 pass
 
     async def _claim_due(self, queue: str, consumer: str, limit: int, lease: float) -> list[Job]:
+        """One ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``: a claim is a single
+        statement (Core, not ORM: a busy worker claims hundreds of times a second)."""
         now = utcnow()
+        c = _JOBS.c
+        due = (
+            select(c.id)
+            .where(c.queue == queue, c.available_at <= now)
+            .order_by(c.available_at)
+            .limit(limit)
+            # PostgreSQL: rows another claimer holds are skipped, not waited for and then
+            # lost (every consumer would pick the same oldest job, and all but one would
+            # sleep a poll interval). SQLite renders nothing here: its BEGIN IMMEDIATE
+            # already makes the statement one unit with every other writer.
+            .with_for_update(skip_locked=True)
+        )
         async with self.db.session() as session, session.begin():
-            ids = (
-                await session.scalars(
-                    select(QueueJob.id)
-                    .where(QueueJob.queue == queue, QueueJob.available_at <= now)
-                    .order_by(QueueJob.available_at)
-                    .limit(limit)
-                    # PostgreSQL: rows another claimer holds are skipped, not waited for and
-                    # then lost (every consumer would pick the same oldest job, and all but
-                    # one would sleep a poll interval). SQLite renders nothing here: its
-                    # BEGIN IMMEDIATE already makes the select and the update one unit.
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if not ids:
-                return []
             rows = await session.execute(
-                update(QueueJob)
-                .where(QueueJob.id.in_(ids), QueueJob.available_at <= now)
+                update(_JOBS)
+                .where(c.id.in_(due.scalar_subquery()), c.available_at <= now)
                 .values(
                     available_at=now + timedelta(seconds=lease),
                     claimed_by=consumer,
-                    attempts=QueueJob.attempts + 1,
+                    attempts=c.attempts + 1,
                 )
-                .returning(QueueJob.id, QueueJob.payload, QueueJob.attempts)
+                .returning(c.id, c.payload, c.attempts)
             )
             return [Job(id=r.id, queue=queue, payload=r.payload, attempts=r.attempts) for r in rows]
 
@@ -100,7 +108,7 @@ class TableQueue:
 
     async def _delete(self, ids: Sequence[str]) -> list[None]:
         async with self.db.session() as session, session.begin():
-            await session.execute(delete(QueueJob).where(QueueJob.id.in_(ids)))
+            await session.execute(delete(_JOBS).where(_JOBS.c.id.in_(ids)))
         return [None] * len(ids)
 
     async def release(self, job: Job, *, delay: float = 0.0) -> None:

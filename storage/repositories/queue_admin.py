@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.errors import Conflict, InvalidInput, NotFound
@@ -36,6 +36,7 @@ __all__ = [
     "QueueRecipient",
     "delete",
     "hold",
+    "leased",
     "list_entries",
     "release",
     "retry",
@@ -159,15 +160,42 @@ async def show(session: AsyncSession, delivery_id: str) -> QueueEntry:
     return _entry(delivery, sender, len(recipients), recipients)
 
 
+def leased(now: datetime) -> ColumnElement[bool]:
+    """Whether a worker holds the delivery for an attempt right now.
+
+    A worker's lease (smtp_out.batches) pushes ``next_attempt_at`` to the lease's end and
+    writes the same time to ``updated_at``; every other change sets ``updated_at`` to the
+    time it was made, so a pending row with both equal and in the future is leased.
+    """
+    return and_(Delivery.next_attempt_at > now, Delivery.updated_at == Delivery.next_attempt_at)
+
+
 async def retry(store: Storage, delivery_id: str) -> QueueEntry:
-    """Make a queued or deferred delivery due now, and hint the workers."""
-    entry = await _change(
-        store,
-        delivery_id,
-        PENDING,
-        {"next_attempt_at": utcnow()},
-        refusal="only queued or deferred deliveries can be retried",
-    )
+    """Make a queued or deferred delivery due now, and hint the workers.
+
+    A delivery being attempted (leased) is refused: making it due would let a second worker
+    take it and send the message again while the first is still sending it.
+    """
+    now = utcnow()
+    async with transaction(store) as session:
+        entry = await show(session, delivery_id)
+        result = await session.execute(
+            update(Delivery)
+            .where(Delivery.id == entry.id, Delivery.status.in_(PENDING), ~leased(now))
+            .values(next_attempt_at=now, updated_at=now)
+        )
+        assert isinstance(result, CursorResult)
+        if result.rowcount != 1:
+            if entry.status in PENDING:
+                raise Conflict(
+                    f"delivery {entry.id} is being attempted right now; "
+                    "see `postroom queue show` for its outcome"
+                )
+            raise Conflict(
+                f"delivery {entry.id} is {entry.status}: "
+                "only queued or deferred deliveries can be retried"
+            )
+        entry = await show(session, entry.id)
     await _hint(store, entry.id)
     return entry
 

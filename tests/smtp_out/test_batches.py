@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 
-from smtp_out.batches import take_lease
+from postroom.errors import Conflict
+from smtp_out.batches import give_back, take_lease
+from storage.db.types import utcnow
 from storage.queues.group_commit import GroupCommit
+from storage.repositories import queue_admin
 from tests.smtp_out.conftest import MX1, Mail, Peers, Recorder
 from tests.smtp_out.test_connections import _configure
 
@@ -87,3 +92,33 @@ async def test_a_failing_request_fails_alone_and_the_rest_of_its_batch_is_writte
     assert answers[:2] == ["A", "B"] and answers[3] == "C"
     assert isinstance(answers[2], ValueError)
     assert batches == [["a", "b", "bad", "c"], ["a"], ["b"], ["bad"], ["c"]]
+
+
+async def test_a_retry_never_hands_out_a_leased_delivery(mail: Mail) -> None:
+    delivery_id = (await mail.send("carol@remote.test")).remote[0].id
+    leased = await take_lease(mail.store.db, delivery_id, 600.0)
+    assert leased is not None
+
+    # an admin's retry while the attempt is under way must not make the row due again, or a
+    # second worker would take it and send the message a second time
+    with pytest.raises(Conflict, match="being attempted"):
+        await queue_admin.retry(mail.store, delivery_id)
+    assert await take_lease(mail.store.db, delivery_id, 600.0) is None
+
+    await give_back(mail.store.db, delivery_id, leased.until)  # the attempt failed early
+    retried = await queue_admin.retry(mail.store, delivery_id)
+    assert retried.status == "queued"
+    assert await take_lease(mail.store.db, delivery_id, 600.0) is not None
+
+
+async def test_a_retry_makes_a_deferred_delivery_due_at_once(mail: Mail) -> None:
+    delivery_id = (await mail.send("carol@remote.test")).remote[0].id
+    now = utcnow()
+    await mail.set_delivery(
+        delivery_id, status="deferred", next_attempt_at=now + timedelta(hours=1), updated_at=now
+    )
+    assert await take_lease(mail.store.db, delivery_id, 600.0) is None, "not due yet"
+
+    await queue_admin.retry(mail.store, delivery_id)
+
+    assert await take_lease(mail.store.db, delivery_id, 600.0) is not None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import dns.asyncresolver
 import pytest
 
 from postroom.settings import Settings
+from smtp_out import mx
 from smtp_out.mx import ResolutionFailed, Target, make_resolver, resolve_targets
-from tests.smtp_out.conftest import BARE, MX1, MX2
+from tests.smtp_out.conftest import BARE, MX1, MX2, ZONE
+from tests.support.dnsmasq import Dnsmasq, DnsmasqFailed
 
 
 @pytest.fixture
@@ -53,3 +59,48 @@ async def test_failures(
     assert (failure.value.code, failure.value.status) == (code, status)
     assert failure.value.permanent == (code >= 500)
     assert domain in failure.value.message
+
+
+@pytest.fixture
+async def caching_resolver(tmp_path: Path) -> AsyncIterator[dns.asyncresolver.Resolver]:
+    """A resolver on the test zone served with a TTL (the shared server answers with TTL 0,
+    which nothing keeps)."""
+    server = Dnsmasq()
+    try:
+        await asyncio.to_thread(server.start, [*ZONE, "--local-ttl=300"], "mx1.remote.test")
+    except DnsmasqFailed as exc:
+        pytest.skip(str(exc))
+    try:
+        settings = Settings(data_dir=tmp_path, dns_nameservers=f"127.0.0.1:{server.port}")
+        yield await make_resolver(settings)
+    finally:
+        server.stop()
+
+
+async def test_an_answer_is_kept_until_its_records_expire(
+    caching_resolver: dns.asyncresolver.Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolver = caching_resolver
+    expected = [Target("mx1.remote.test", MX1), Target("mx2.remote.test", MX2)]
+    assert await resolve_targets(resolver, "remote.test") == expected
+    asked: list[str] = []
+    original = resolver.resolve
+
+    async def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(str(name).rstrip("."))
+        return await original(name, *args, **kwargs)
+
+    monkeypatch.setattr(resolver, "resolve", counting)
+    assert await resolve_targets(resolver, "remote.test") == expected
+    assert asked == [], "kept: no lookup at all, not even from the resolver's cache"
+
+    later = time.time() + 301  # past the TTL
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert await resolve_targets(resolver, "remote.test") == expected
+    assert "remote.test" in asked, "expired: asked again"
+
+
+async def test_a_failed_lookup_is_not_kept(caching_resolver: dns.asyncresolver.Resolver) -> None:
+    with pytest.raises(ResolutionFailed):
+        await resolve_targets(caching_resolver, "dangling.test")
+    assert "dangling.test" not in mx._ROUTES.get(caching_resolver, {})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from postroom.errors import BlobNotFound
-from storage.blobs.files import FileBlobStore
+from storage.blobs.files import INLINE_READ, FileBlobStore
 
 
 @pytest.fixture
@@ -61,3 +61,12 @@ async def test_puts_leave_no_temporary_files(blobs: FileBlobStore) -> None:
     assert sorted(path.name for path in files) == sorted(keys)
     for path in files:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
+
+
+@pytest.mark.parametrize("size", [0, INLINE_READ, INLINE_READ + 1, 3 * INLINE_READ + 7])
+async def test_get_returns_every_byte_read_inline_or_in_a_thread(
+    blobs: FileBlobStore, size: int
+) -> None:
+    # up to INLINE_READ bytes are read on the event loop, the rest in a thread
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    assert await blobs.get(await blobs.put(data)) == data
