@@ -4,7 +4,9 @@ Both ``POST /api/v1/send`` and the SMTP submission port end here with raw RFC 53
 envelope. The checks (local users exist, nobody suppressed) come first and change nothing; then
 the blobs are written and one transaction records the Sent copy and every delivery (the
 transactional outbox), and only then are the workers hinted. When :func:`submit` returns, the
-message is durable: a ``202`` or ``250`` may be given.
+message is durable: a ``202`` or ``250`` may be given. Sends that reach the checks or the
+transaction at the same moment share them (group commit, see :func:`_writer`): a busy
+gateway spends one query and one commit on many sends, not one each.
 
 A send may be due later (``send_at``: a scheduled send or an undo window). Its deliveries are
 then recorded with ``next_attempt_at = send_at``, which the delivery claim and the sweeper
@@ -17,27 +19,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    CompoundSelect,
+    String,
+    Table,
+    any_,
+    bindparam,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.errors import InvalidInput
-from postroom.message import parse_message
-from storage.db.models import Domain, User
+from postroom.message import ParsedMessage, parse_message
+from storage.db.database import Database
+from storage.db.models import Domain, Suppression, User
+from storage.db.types import utcnow
 from storage.queues import OUTGOING
+from storage.queues.group_commit import GroupCommit
 from storage.registry import Storage
 from storage.repositories import inbound, schedules, suppressions
 from storage.repositories.accounts import find_user
 from storage.repositories.mail import save_attachments
-from storage.repositories.outbound import RecordedSend, record_send
+from storage.repositories.outbound import NewSend, RecordedSend, record_sends
 from storage.transaction import transaction
 
 __all__ = ["Origin", "submit"]
 
 log = logging.getLogger(__name__)
+
+OnRecord = Callable[[AsyncSession, RecordedSend], Awaitable[None]]
+OnBatch = Callable[[AsyncSession, Sequence[RecordedSend]], Awaitable[None]]
 
 INLINE_PARSE_BYTES = 64 * 1024
 """Messages up to this size are parsed on the event loop: a thread would hold the GIL in
@@ -63,7 +85,9 @@ async def submit(
     bcc: list[str],
     origins: Mapping[str, Origin] | None = None,
     send_at: datetime | None = None,
-    on_record: Callable[[AsyncSession, RecordedSend], Awaitable[None]] | None = None,
+    on_record: OnRecord | None = None,
+    parsed: ParsedMessage | None = None,
+    index: OnBatch | None = None,
 ) -> RecordedSend:
     """Make ``raw`` durable for ``recipients`` (lower-cased addresses, bcc among them).
 
@@ -71,36 +95,42 @@ async def submit(
     (``to[0]``) and the address as the user wrote it. ``send_at`` records when the send is
     due (and makes it cancellable); ``on_record`` runs inside the same transaction, so what it
     writes (a drafts' removal, an idempotency key) commits or fails with the send.
+    ``parsed`` is what :func:`postroom.message.parse_message` gives for ``raw``, when the
+    caller already knows it (the API composed ``raw`` itself); otherwise ``raw`` is parsed.
+    ``index`` runs in the same transaction too, once for all the sends written together
+    (``search.documents.index_sends``: storage may not import search, so it is passed in).
     """
     origins = origins or {}
-    async with store.db.reader() as session:
-        local_domains = set((await session.scalars(select(Domain.name))).all())
-        await _check_local_recipients(session, recipients, local_domains, origins)
-        await _check_suppressed(session, recipients, origins)
+    local_domains, suppressed = await _checks(store).submit(recipients)
+    if suppressed or any(a.rsplit("@", 1)[1] in local_domains for a in recipients):
+        async with store.db.reader() as session:
+            await _check_local_recipients(session, recipients, local_domains, origins)
+            if suppressed:
+                await _check_suppressed(session, recipients, origins)
 
-    if len(raw) <= INLINE_PARSE_BYTES:
-        parsed = parse_message(raw)
-    else:
-        parsed = await asyncio.to_thread(parse_message, raw)
+    if parsed is None:
+        if len(raw) <= INLINE_PARSE_BYTES:
+            parsed = parse_message(raw)
+        else:
+            parsed = await asyncio.to_thread(parse_message, raw)
     attachment_keys = await save_attachments(store.blobs, parsed)
     raw_key = await store.blobs.put(raw)
-    async with transaction(store) as session:
-        recorded = await record_send(
-            session,
-            sender=user,
-            raw=raw,
-            raw_key=raw_key,
-            parsed=parsed,
-            attachment_keys=attachment_keys,
-            recipients=recipients,
-            bcc=bcc,
-            local_domains=local_domains,
-        )
-        delay = 0.0
-        if send_at is not None:
-            delay = await schedules.record(session, recorded, send_at)
-        if on_record is not None:
-            await on_record(session, recorded)
+    now = utcnow()
+    due = None if send_at is None else max(send_at, now)
+    delay = 0.0 if due is None else (due - now).total_seconds()
+    send = NewSend(
+        sender=user,
+        raw_key=raw_key,
+        size=len(raw),
+        parsed=parsed,
+        attachment_keys=attachment_keys,
+        recipients=recipients,
+        bcc=bcc,
+        local_domains=local_domains,
+        due=due,
+        hold_local=delay > 0,
+    )
+    recorded = await _writer(store).submit(_Pending(send, on_record, index))
     if delay > 0:
         await schedules.hint(store, recorded, delay)
         return recorded
@@ -112,6 +142,134 @@ async def submit(
         except Exception:
             log.exception("could not enqueue delivery %s; the sweeper will", delivery.id)
     return recorded
+
+
+@dataclass(frozen=True)
+class _Pending:
+    send: NewSend
+    on_record: OnRecord | None
+    index: OnBatch | None
+
+
+_WRITERS: weakref.WeakKeyDictionary[Database, GroupCommit[_Pending, RecordedSend]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer(store: Storage) -> GroupCommit[_Pending, RecordedSend]:
+    """Sends of this process that reach their transaction together share it (group commit).
+
+    A send waits only while an earlier batch is being written (on SQLite, as it would for the
+    writer lock anyway); then it goes with every send that arrived meanwhile: one commit, and
+    one statement per table for all of them, instead of a transaction each. Each is answered
+    once the batch has committed. If a batch fails (one send's ``on_record`` raising, such as
+    a repeated ``Idempotency-Key``), each of its sends is written again alone, so only the
+    one at fault fails.
+    """
+    writer = _WRITERS.get(store.db)
+    if writer is None:
+
+        async def write(batch: Sequence[_Pending]) -> list[RecordedSend]:
+            return await _record(store, batch)
+
+        writer = _WRITERS[store.db] = GroupCommit(write)
+    return writer
+
+
+async def _record(store: Storage, batch: Sequence[_Pending]) -> list[RecordedSend]:
+    """One transaction for ``batch``: every send, their index, then each one's ``on_record``."""
+    async with transaction(store) as session:
+        recorded = await record_sends(session, [pending.send for pending in batch])
+        indexes: dict[OnBatch, list[RecordedSend]] = {}
+        for pending, result in zip(batch, recorded, strict=True):
+            if pending.index is not None:
+                indexes.setdefault(pending.index, []).append(result)
+        for index, results in indexes.items():
+            await index(session, results)
+        for pending, result in zip(batch, recorded, strict=True):
+            if pending.on_record is not None:
+                await pending.on_record(session, result)
+    return recorded
+
+
+_DOMAINS = cast(Table, Domain.__table__).c
+_SUPPRESSIONS = cast(Table, Suppression.__table__).c
+_RECIPIENT_FACTS: dict[str, CompoundSelect[Any]] = {}
+
+
+def _recipient_facts_statement(dialect: str) -> CompoundSelect[Any]:
+    """Built once per engine; the lists are array parameters on PostgreSQL (``= ANY``): an
+    expanding ``IN`` list is rendered again, a cast per element, at every execution."""
+    statement = _RECIPIENT_FACTS.get(dialect)
+    if statement is None:
+
+        def one_of(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
+            if dialect == "postgresql":
+                return column == any_(bindparam(name, type_=ARRAY(String)))
+            return column.in_(bindparam(name, expanding=True))
+
+        statement = _RECIPIENT_FACTS[dialect] = union_all(
+            select(literal("domain"), _DOMAINS.name).where(one_of(_DOMAINS.name, "domains")),
+            select(literal("suppressed"), _SUPPRESSIONS.address).where(
+                one_of(_SUPPRESSIONS.address, "addresses"),
+                # suppressions.active's condition: an expired entry blocks nothing
+                or_(
+                    _SUPPRESSIONS.expires_at.is_(None),
+                    _SUPPRESSIONS.expires_at > bindparam("now"),
+                ),
+            ),
+        )
+    return statement
+
+
+Facts = tuple[set[str], bool]
+
+_CHECKS: weakref.WeakKeyDictionary[Database, GroupCommit[list[str], Facts]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _checks(store: Storage) -> GroupCommit[list[str], Facts]:
+    """The recipient facts of the sends arriving together, read with one statement.
+
+    :class:`GroupCommit` batches reads as well as writes: each send asks which of its
+    recipients' domains are ours and whether any of its recipients is suppressed, and the
+    sends waiting meanwhile get their answers from one query over all their recipients.
+    """
+    checks = _CHECKS.get(store.db)
+    if checks is None:
+
+        async def read(requests: Sequence[list[str]]) -> list[Facts]:
+            return await _recipient_facts(store, requests)
+
+        checks = _CHECKS[store.db] = GroupCommit(read)
+    return checks
+
+
+async def _recipient_facts(store: Storage, requests: Sequence[list[str]]) -> list[Facts]:
+    """For each list of recipients: which of their domains are ours, and whether any of them
+    is suppressed (the details are read only when something is wrong)."""
+    everyone = [address for recipients in requests for address in recipients]
+    async with store.db.reader() as session:
+        rows = await session.execute(
+            _recipient_facts_statement(session.get_bind().dialect.name),
+            {
+                "domains": sorted({address.rsplit("@", 1)[1] for address in everyone}),
+                "addresses": sorted({address.lower() for address in everyone}),
+                "now": utcnow(),
+            },
+        )
+        local: set[str] = set()
+        suppressed: set[str] = set()
+        for kind, value in rows:
+            (local if kind == "domain" else suppressed).add(value)
+    return [
+        (
+            {d for a in recipients if (d := a.rsplit("@", 1)[1]) in local},
+            any(a.lower() in suppressed for a in recipients),
+        )
+        for recipients in requests
+    ]
 
 
 async def _check_local_recipients(

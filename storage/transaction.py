@@ -8,11 +8,23 @@ of a change that was rolled back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    String,
+    Table,
+    Update,
+    any_,
+    bindparam,
+    insert,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.events import Event, user_channel
@@ -20,7 +32,7 @@ from storage.db.models import Change, User
 from storage.db.types import utcnow
 from storage.registry import Storage
 
-__all__ = ["record_change", "record_changes", "transaction"]
+__all__ = ["record_change", "record_changes", "record_changes_of_users", "transaction"]
 
 _PENDING = "postroom.pending_events"
 
@@ -72,6 +84,75 @@ async def record_changes(
         insert(Change),
         [
             {"user_id": user_id, "seq": e.seq, "kind": e.type, "payload": e.data, "created_at": now}
+            for e in events
+        ],
+    )
+    session.info.setdefault(_PENDING, []).extend(events)
+    return events
+
+
+_USERS = cast(Table, User.__table__)
+_INSERT_CHANGES = insert(cast(Table, Change.__table__))
+_BUMPS: dict[str, Update] = {}
+
+
+def _bump(dialect: str) -> Update:
+    """``change_seq += :n`` for the users ``:ids``, returning the new values; built once per
+    engine (the ids an array parameter on PostgreSQL: an expanding ``IN`` list is rendered
+    again, a cast per element, at every execution)."""
+    statement = _BUMPS.get(dialect)
+    if statement is None:
+        users: ColumnElement[bool]
+        if dialect == "postgresql":
+            users = _USERS.c.id == any_(bindparam("ids", type_=ARRAY(String)))
+        else:
+            users = _USERS.c.id.in_(bindparam("ids", expanding=True))
+        statement = _BUMPS[dialect] = (
+            update(_USERS)
+            .where(users)
+            .values(change_seq=_USERS.c.change_seq + bindparam("n", type_=BigInteger))
+            .returning(_USERS.c.id, _USERS.c.change_seq)
+        )
+    return statement
+
+
+async def record_changes_of_users(
+    session: AsyncSession, changes: Mapping[str, Sequence[tuple[str, dict[str, Any]]]]
+) -> list[Event]:
+    """:func:`record_changes` for several users at once (a batch of sends): one ``UPDATE``
+    for all the users with as many changes (usually all of them), one ``INSERT`` for every
+    change."""
+    by_count: dict[int, list[str]] = defaultdict(list)
+    for user_id in sorted(changes):
+        if changes[user_id]:
+            by_count[len(changes[user_id])].append(user_id)
+    if not by_count:
+        return []
+    connection = await session.connection()
+    last: dict[str, int] = {}
+    for count, users in by_count.items():
+        rows = await connection.execute(_bump(connection.dialect.name), {"ids": users, "n": count})
+        last.update((user_id, seq) for user_id, seq in rows)
+        if missing := set(users) - last.keys():
+            raise LookupError(f"user {sorted(missing)[0]} vanished while recording a change")
+    events = [
+        Event(type=kind, user_id=user_id, seq=seq, data=payload)
+        for user_id in sorted(last)
+        for seq, (kind, payload) in enumerate(
+            changes[user_id], start=last[user_id] - len(changes[user_id]) + 1
+        )
+    ]
+    now = utcnow()
+    await connection.execute(
+        _INSERT_CHANGES,
+        [
+            {
+                "user_id": e.user_id,
+                "seq": e.seq,
+                "kind": e.type,
+                "payload": e.data,
+                "created_at": now,
+            }
             for e in events
         ],
     )

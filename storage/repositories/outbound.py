@@ -1,26 +1,67 @@
-"""Recording a send: the Sent copy, the outbound row and one delivery per recipient domain.
+"""Recording sends: the Sent copy, the outbound row and one delivery per recipient domain.
 
 All of it is written in the caller's single transaction (a transactional outbox): after the
 commit the message is durable and every recipient has a row saying what happens next. Local
 recipients get an inbound row for the processors; other domains wait for smtp-out.
+
+This is the hottest write path of the API (every ``POST /send``), so :func:`record_sends`
+writes any number of sends at once (:mod:`storage.outbox` hands it the sends that arrive
+together) with Core statements built once: one multi-row ``INSERT`` per table for the whole
+batch, one ``UPDATE`` for every sender's change log, one read of every sender's Sent mailbox
+with its counts. Only a reply costs a read of its own (its thread). The rows say what
+``mail.store_content``, ``mail.add_copy`` and ``inbound.add_pending`` would write for each
+send: content, the Sent copy in its thread, ``mail.new`` and ``mailbox.counts`` in the log.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from postroom.errors import NotFound
+from postroom.ids import new_id
 from postroom.message import ParsedMessage
-from storage.db.models import Delivery, DeliveryRecipient, InboundMessage, OutboundMessage, User
-from storage.repositories import inbound
-from storage.repositories.accounts import mailbox_by_role
-from storage.repositories.mail import add_copy, register_blob, store_content
+from storage.db.models import (
+    Attachment,
+    Blob,
+    Delivery,
+    DeliveryRecipient,
+    InboundMessage,
+    Mailbox,
+    Message,
+    MessageContent,
+    OutboundMessage,
+    SendSchedule,
+    Thread,
+    User,
+)
+from storage.db.types import utcnow
+from storage.repositories.mail import SUBJECT_THREAD_WINDOW, message_summary
+from storage.transaction import record_changes_of_users
 
-__all__ = ["RecordedSend", "record_send", "send_status"]
+__all__ = ["NewSend", "RecordedSend", "record_sends", "send_status"]
 
 
 @dataclass
@@ -28,65 +69,411 @@ class RecordedSend:
     outbound: OutboundMessage
     local: list[InboundMessage]
     remote: list[Delivery]
+    parsed: ParsedMessage | None = None
+    """What the Sent copy was filed from, so the send's own hooks (the search index) need not
+    read it back."""
 
 
-async def record_send(
-    session: AsyncSession,
-    *,
-    sender: User,
-    raw: bytes,
-    raw_key: str,
-    parsed: ParsedMessage,
-    attachment_keys: list[str],
-    recipients: list[str],
-    bcc: list[str],
-    local_domains: set[str],
-) -> RecordedSend:
-    await register_blob(session, raw_key, len(raw))
-    await store_content(session, raw_key, parsed, attachment_keys)
-    sent = await mailbox_by_role(session, sender.id, "sent")
-    copy = await add_copy(
-        session,
-        user_id=sender.id,
-        mailbox=sent,
-        raw_key=raw_key,
-        size=len(raw),
-        parsed=parsed,
-        bcc=bcc,
-        seen=True,
-    )
-    outbound = OutboundMessage(
-        user_id=sender.id, sender=sender.address, blob_key=raw_key, sent_message_id=copy.id
-    )
-    session.add(outbound)
-    await session.flush()
+@dataclass
+class NewSend:
+    """One send to record: its blobs are written, every check has passed."""
 
-    by_domain: dict[str, list[str]] = defaultdict(list)
-    for address in recipients:
-        by_domain[address.rsplit("@", 1)[1]].append(address)
-    result = RecordedSend(outbound, [], [])
-    for domain, addresses in by_domain.items():
-        is_local = domain in local_domains
-        delivery = Delivery(outbound_id=outbound.id, domain=domain, local=is_local)
-        session.add(delivery)
-        await session.flush()
-        for address in addresses:
-            session.add(DeliveryRecipient(delivery_id=delivery.id, address=address))
-        if is_local:
-            result.local.append(
-                inbound.add_pending(
-                    session,
-                    blob_key=raw_key,
-                    mail_from=sender.address,
-                    rcpt_to=addresses,
-                    source="api",
-                    delivery_id=delivery.id,
-                )
-            )
+    sender: User
+    raw_key: str
+    size: int
+    parsed: ParsedMessage
+    attachment_keys: list[str]
+    recipients: list[str]
+    bcc: list[str]
+    local_domains: set[str]
+    due: datetime | None = None
+    """An API send's due time: its deliveries wait until then, and it can be cancelled."""
+    hold_local: bool = False
+    """``due`` is still ahead: local inbound rows wait as ``scheduled``, not ``pending``."""
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+_MAILBOXES = _table(Mailbox).c
+_MESSAGES = _table(Message).c
+_SENT_WITH_COUNTS: dict[str, Select[Any]] = {}
+
+
+def _sent_with_counts(dialect: str) -> Select[Any]:
+    """Each sender's Sent mailbox with its total and unread (read from ``ix_messages_counts``).
+
+    The senders are one array parameter on PostgreSQL (``= ANY``): an expanding ``IN`` list
+    is rendered again, a cast per element, at every execution.
+    """
+    statement = _SENT_WITH_COUNTS.get(dialect)
+    if statement is None:
+        users: ColumnElement[bool]
+        if dialect == "postgresql":
+            users = _MAILBOXES.user_id == any_(bindparam("users", type_=ARRAY(String)))
         else:
-            result.remote.append(delivery)
-    await session.flush()
-    return result
+            users = _MAILBOXES.user_id.in_(bindparam("users", expanding=True))
+        mine = and_(_MESSAGES.user_id == _MAILBOXES.user_id, _MESSAGES.mailbox_id == _MAILBOXES.id)
+        unread = func.sum(case((_MESSAGES.seen.is_(False), 1), else_=0))
+        built: Select[Any] = select(
+            _MAILBOXES.user_id,
+            _MAILBOXES.id,
+            _MAILBOXES.name,
+            select(func.count()).where(mine).scalar_subquery(),
+            select(unread).where(mine).scalar_subquery(),
+        ).where(users, _MAILBOXES.role == "sent")
+        statement = _SENT_WITH_COUNTS[dialect] = built
+    return statement
+
+
+_THREAD_BY_REFERENCE = (
+    select(_MESSAGES.thread_id)
+    .where(
+        _MESSAGES.user_id == bindparam("user_id"),
+        _MESSAGES.message_id_header.in_(bindparam("refs", expanding=True)),
+    )
+    .limit(1)
+)
+_THREADS = _table(Thread).c
+_THREAD_BY_SUBJECT = (
+    select(_THREADS.id)
+    .where(
+        _THREADS.user_id == bindparam("user_id"),
+        _THREADS.subject_key == bindparam("key"),
+        _THREADS.last_message_at >= bindparam("since"),
+    )
+    .order_by(_THREADS.last_message_at.desc())
+    .limit(1)
+)
+_TOUCH_THREAD = (
+    update(_table(Thread))
+    .where(_THREADS.id == bindparam("thread_id"))
+    .values(last_message_at=bindparam("when"))
+)
+_INSERT_THREADS = insert(_table(Thread))
+_INSERT_MESSAGES = insert(_table(Message))
+_INSERT_OUTBOUND = insert(_table(OutboundMessage))
+_INSERT_DELIVERIES = insert(_table(Delivery))
+_INSERT_RECIPIENTS = insert(_table(DeliveryRecipient))
+_INSERT_INBOUND = insert(_table(InboundMessage))
+_INSERT_SCHEDULES = insert(_table(SendSchedule))
+_IGNORING_DUPLICATES: dict[tuple[str, str], Insert] = {}
+
+_MESSAGE_COLUMNS = (
+    "id",
+    "user_id",
+    "mailbox_id",
+    "thread_id",
+    "blob_key",
+    "inbound_id",
+    "message_id_header",
+    "subject",
+    "from_name",
+    "from_address",
+    "to_addresses",
+    "cc_addresses",
+    "bcc_addresses",
+    "date",
+    "received_at",
+    "size",
+    "snippet",
+    "has_attachments",
+    "seen",
+    "flagged",
+    "answered",
+)
+_OUTBOUND_COLUMNS = ("id", "user_id", "sender", "blob_key", "sent_message_id", "created_at")
+_DELIVERY_COLUMNS = (
+    "id",
+    "outbound_id",
+    "domain",
+    "local",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
+_INBOUND_COLUMNS = (
+    "id",
+    "blob_key",
+    "mail_from",
+    "rcpt_to",
+    "source",
+    "delivery_id",
+    "received_at",
+    "status",
+)
+
+
+async def record_sends(session: AsyncSession, sends: Sequence[NewSend]) -> list[RecordedSend]:
+    """Record ``sends`` in the caller's transaction, in order; one result each."""
+    now = utcnow()
+    connection = await session.connection()
+    await _store_contents(connection, sends, now)
+    copies = await _file_sent_copies(connection, session, sends, now)
+    results: list[RecordedSend] = []
+    outbound_rows: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
+    addressees: list[dict[str, Any]] = []
+    inbound_rows: list[dict[str, Any]] = []
+    schedules: list[dict[str, Any]] = []
+    for send, copy in zip(sends, copies, strict=True):
+        outbound = OutboundMessage(
+            id=new_id(),
+            user_id=send.sender.id,
+            sender=send.sender.address,
+            blob_key=send.raw_key,
+            sent_message_id=copy,
+            created_at=now,
+        )
+        outbound_rows.append(_values(outbound, _OUTBOUND_COLUMNS))
+        result = RecordedSend(outbound, [], [], send.parsed)
+        results.append(result)
+        if send.due is not None:
+            schedules.append({"outbound_id": outbound.id, "send_at": send.due})
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for address in send.recipients:
+            by_domain[address.rsplit("@", 1)[1]].append(address)
+        for domain, addresses in by_domain.items():
+            is_local = domain in send.local_domains
+            delivery = Delivery(
+                id=new_id(),
+                outbound_id=outbound.id,
+                domain=domain,
+                local=is_local,
+                status="queued",
+                attempts=0,
+                next_attempt_at=now if send.due is None else send.due,
+                created_at=now,
+                updated_at=now,
+            )
+            deliveries.append(_values(delivery, _DELIVERY_COLUMNS))
+            addressees += [
+                {
+                    "id": new_id(),
+                    "delivery_id": delivery.id,
+                    "address": address,
+                    "status": "queued",
+                    "updated_at": now,
+                }
+                for address in addresses
+            ]
+            if not is_local:
+                result.remote.append(delivery)
+                continue
+            row = InboundMessage(
+                id=new_id(),
+                blob_key=send.raw_key,
+                mail_from=send.sender.address,
+                rcpt_to=addresses,
+                source="api",
+                delivery_id=delivery.id,
+                received_at=now,
+                status="scheduled" if send.hold_local else "pending",
+            )
+            result.local.append(row)
+            inbound_rows.append(_values(row, _INBOUND_COLUMNS))
+    for statement, rows in (
+        (_INSERT_OUTBOUND, outbound_rows),
+        (_INSERT_DELIVERIES, deliveries),
+        (_INSERT_RECIPIENTS, addressees),
+        (_INSERT_INBOUND, inbound_rows),
+        (_INSERT_SCHEDULES, schedules),
+    ):
+        if rows:
+            await connection.execute(statement, rows)
+    return results
+
+
+def _values(row: object, columns: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in columns}
+
+
+def _ignoring_duplicates(connection: AsyncConnection, model: type[Any]) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on ``model``'s table, built once per engine."""
+    dialect = connection.dialect.name
+    statement = _IGNORING_DUPLICATES.get((dialect, model.__name__))
+    if statement is None:
+        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = make(_table(model)).on_conflict_do_nothing()
+        _IGNORING_DUPLICATES[(dialect, model.__name__)] = statement
+    return statement
+
+
+async def _store_contents(
+    connection: AsyncConnection, sends: Sequence[NewSend], now: datetime
+) -> None:
+    """The blobs' rows and what parsing gave for each raw blob, as ``mail.store_content``
+    writes them; a no-op for content another copy recorded first."""
+    blobs: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    attachments: list[dict[str, Any]] = []
+    for send in sends:
+        parsed = send.parsed
+        blobs.append({"key": send.raw_key, "size": send.size, "created_at": now})
+        contents.append(
+            {
+                "blob_key": send.raw_key,
+                "text_body": parsed.text,
+                "html_body": parsed.html,
+                "headers": {
+                    "message_id": parsed.message_id,
+                    "in_reply_to": parsed.in_reply_to,
+                    "references": parsed.references,
+                },
+                "defects": parsed.defects,
+            }
+        )
+        for position, (attachment, key) in enumerate(
+            zip(parsed.attachments, send.attachment_keys, strict=True)
+        ):
+            blobs.append({"key": key, "size": len(attachment.data), "created_at": now})
+            attachments.append(
+                {
+                    "id": f"{send.raw_key[:28]}{position:04x}",
+                    "content_key": send.raw_key,
+                    "position": position,
+                    "blob_key": key,
+                    "filename": attachment.filename[:255],
+                    "content_type": attachment.content_type[:255],
+                    "size": len(attachment.data),
+                    "content_id": attachment.content_id,
+                }
+            )
+    await connection.execute(_ignoring_duplicates(connection, Blob), blobs)
+    await connection.execute(_ignoring_duplicates(connection, MessageContent), contents)
+    if attachments:
+        await connection.execute(_ignoring_duplicates(connection, Attachment), attachments)
+
+
+async def _file_sent_copies(
+    connection: AsyncConnection,
+    session: AsyncSession,
+    sends: Sequence[NewSend],
+    now: datetime,
+) -> list[str]:
+    """Each sender's copy in Sent, logged as ``mail.new`` with the mailbox's new counts."""
+    users = sorted({send.sender.id for send in sends})
+    boxes = {
+        user_id: (Mailbox(id=box_id, user_id=user_id, name=name, role="sent"), total, unread)
+        for user_id, box_id, name, total, unread in await connection.execute(
+            _sent_with_counts(connection.dialect.name), {"users": users}
+        )
+    }
+    new_threads: list[dict[str, Any]] = []
+    batch = _BatchThreads()
+    messages: list[Message] = []
+    changes: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for send in sends:
+        user_id, parsed = send.sender.id, send.parsed
+        if user_id not in boxes:
+            raise NotFound(f"user {user_id} has no sent mailbox")
+        mailbox, total, unread = boxes[user_id]
+        thread_id = await _existing_thread(connection, user_id, parsed, now, batch)
+        if thread_id is None:
+            thread_id = new_id()
+            new_threads.append(
+                {
+                    "id": thread_id,
+                    "user_id": user_id,
+                    "subject_key": parsed.thread_subject[:255],
+                    "last_message_at": now,
+                }
+            )
+        message = Message(
+            id=new_id(),
+            user_id=user_id,
+            mailbox_id=mailbox.id,
+            thread_id=thread_id,
+            blob_key=send.raw_key,
+            inbound_id=None,
+            message_id_header=parsed.message_id,
+            subject=parsed.subject,
+            from_name=parsed.from_name,
+            from_address=parsed.from_address,
+            to_addresses=parsed.to,
+            cc_addresses=parsed.cc,
+            bcc_addresses=send.bcc,
+            date=parsed.date or now,
+            received_at=now,
+            size=send.size,
+            snippet=parsed.snippet,
+            has_attachments=bool(parsed.attachments),
+            seen=True,
+            flagged=False,
+            answered=False,
+        )
+        messages.append(message)
+        batch.filed(user_id, parsed, thread_id)
+        total = int(total or 0) + 1  # the copy is seen: unread stays
+        boxes[user_id] = (mailbox, total, unread)
+        counts = {
+            "id": mailbox.id,
+            "name": mailbox.name,
+            "role": mailbox.role,
+            "total": total,
+            "unread": int(unread or 0),
+        }
+        changes[user_id] += [
+            ("mail.new", {"message": message_summary(message, mailbox)}),
+            ("mailbox.counts", {"mailbox": counts}),
+        ]
+    if new_threads:
+        await connection.execute(_INSERT_THREADS, new_threads)
+    await connection.execute(
+        _INSERT_MESSAGES, [_values(message, _MESSAGE_COLUMNS) for message in messages]
+    )
+    await record_changes_of_users(session, changes)
+    return [message.id for message in messages]
+
+
+@dataclass
+class _BatchThreads:
+    """The threads of the copies filed earlier in the same batch, not yet in the database:
+    a later send of the batch must find them as it would after their commit."""
+
+    by_message_id: dict[tuple[str, str], str] = field(default_factory=dict)
+    by_subject: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def filed(self, user_id: str, parsed: ParsedMessage, thread_id: str) -> None:
+        if parsed.message_id:
+            self.by_message_id[(user_id, parsed.message_id)] = thread_id
+        self.by_subject[(user_id, parsed.thread_subject[:255])] = thread_id
+
+
+async def _existing_thread(
+    connection: AsyncConnection,
+    user_id: str,
+    parsed: ParsedMessage,
+    when: datetime,
+    batch: _BatchThreads,
+) -> str | None:
+    """As ``mail.add_copy`` threads: by references, then a reply's subject within
+    :data:`SUBJECT_THREAD_WINDOW` (touching that thread); ``None``: a new thread."""
+    refs = [r for r in (parsed.in_reply_to, *parsed.references) if r]
+    thread_id = next(
+        (t for r in refs if (t := batch.by_message_id.get((user_id, r))) is not None), None
+    )
+    if refs and thread_id is None:
+        thread_id = (
+            await connection.execute(_THREAD_BY_REFERENCE, {"user_id": user_id, "refs": refs})
+        ).scalar()
+    key = parsed.thread_subject[:255]
+    if thread_id is None and parsed.is_reply and key:
+        thread_id = batch.by_subject.get((user_id, key))
+        if thread_id is not None:
+            return thread_id  # new in this batch: last_message_at is already now
+        thread_id = (
+            await connection.execute(
+                _THREAD_BY_SUBJECT,
+                {"user_id": user_id, "key": key, "since": when - SUBJECT_THREAD_WINDOW},
+            )
+        ).scalar()
+    if thread_id is not None:
+        await connection.execute(_TOUCH_THREAD, {"thread_id": thread_id, "when": when})
+    return thread_id
 
 
 async def send_status(

@@ -1,11 +1,12 @@
-"""When an API send is due: recording it, releasing local mail when due, cancelling it.
+"""When an API send is due: releasing local mail when due, cancelling it.
 
 A send is due at ``send_at`` (now, later for a scheduled send or an undo window). Nothing new
 guards remote recipients: their deliveries get ``next_attempt_at = send_at``, and the delivery
 claim (``smtp_out.attempt``) and the sweeper take only due deliveries. Local recipients would
 otherwise go straight to the processors, so their inbound rows wait as ``scheduled`` until
 :func:`release_due` (run by smtp-out on a delayed hint and on every sweep) makes them
-``pending``.
+``pending``. All of that, and the ``send_schedules`` row, is written with the send itself
+(:func:`storage.repositories.outbound.record_sends`).
 
 Cancelling (:func:`cancel`) is all or nothing and races fairly with the workers: it changes only
 deliveries no worker has leased (still ``queued``, never attempted, ``next_attempt_at`` not
@@ -17,7 +18,6 @@ copy in Sent is deleted (as ``mail.deleted`` in the change log): the message was
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,29 +38,12 @@ from storage.repositories.drafts import discard_copy
 from storage.repositories.outbound import RecordedSend
 from storage.transaction import transaction
 
-__all__ = ["RELEASE", "cancel", "hint", "record", "release_due"]
+__all__ = ["RELEASE", "cancel", "hint", "release_due"]
 
 log = logging.getLogger(__name__)
 
 RELEASE = "release"
 """Payload key of the outgoing hint that asks smtp-out to release due local mail."""
-
-
-async def record(session: AsyncSession, recorded: RecordedSend, send_at: datetime) -> float:
-    """Make the just-recorded send due at ``send_at``; seconds until then (0 if now)."""
-    now = utcnow()
-    due = max(send_at, now)
-    outbound_id = recorded.outbound.id
-    session.add(SendSchedule(outbound_id=outbound_id, send_at=due))
-    await session.execute(
-        update(Delivery).where(Delivery.outbound_id == outbound_id).values(next_attempt_at=due)
-    )
-    delay = (due - now).total_seconds()
-    if delay > 0:
-        for row in recorded.local:
-            row.status = "scheduled"
-    await session.flush()
-    return delay
 
 
 async def hint(store: Storage, recorded: RecordedSend, delay: float) -> None:
