@@ -18,6 +18,7 @@ __all__ = [
     "Store",
     "admin_user",
     "bearer_token",
+    "change_seq_read",
     "current_user",
     "get_store",
 ]
@@ -34,22 +35,49 @@ async def get_store(request: Request) -> Storage:
 Store = Annotated[Storage, Depends(get_store)]
 
 
-async def bearer_token(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("sign in first: send 'Authorization: Bearer <token>'")
     return credentials.credentials
 
 
-async def current_user(store: Store, token: Annotated[str, Depends(bearer_token)]) -> User:
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    return _token(credentials)
+
+
+async def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
     """The token's user, looked up on every request unless ``POSTROOM_TOKEN_CACHE_SECONDS`` lets
     this process trust a token it validated that recently (revocation elsewhere then takes up
     to that long here). The user may be shared between requests: read it, never change it.
+
+    The lookup reads the user's ``change_seq`` in the same statement; it is kept for the
+    request (:func:`change_seq_read`) so a route that needs it spends no second query. The
+    token and the store are taken here directly, not through the ``bearer_token`` and
+    ``Store`` dependencies: every dependency FastAPI resolves costs on every request.
     """
-    return await authenticate_recent(
-        store.db.reader, token, remember=store.settings.token_cache_seconds
+    token = _token(credentials)  # no token: 401 before any storage is touched
+    store: Storage = request.app.state.store
+    found = await authenticate_recent(
+        store.db.lone, token, remember=store.settings.token_cache_seconds
     )
+    request.state.change_seq = found.change_seq
+    return found.user
+
+
+def change_seq_read(request: Request) -> int | None:
+    """The user's ``change_seq`` as read with the token at the start of this request, or
+    ``None`` when the token was trusted from memory (then it must be read again).
+
+    Read before anything else of the request, so a page rendered after it is never older than
+    it: what :mod:`gateway.page_cache` needs.
+    """
+    seq: int | None = getattr(request.state, "change_seq", None)
+    return seq
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -4,8 +4,9 @@ Every change a user can see in a mailbox listing (a new copy, flags, a move, a d
 created, renamed or deleted) appends to that user's change log in the same transaction
 (:mod:`storage.transaction`), which bumps ``users.change_seq``. A page rendered when the log
 stood at ``seq`` is therefore exactly what a fresh query would return for as long as
-``change_seq`` is still ``seq``: a repeat request costs one primary-key read instead of the
-mailbox lookup, the page query and rendering 50 items. Read ``change_seq`` *before* the page:
+``change_seq`` is still ``seq``: a repeat request costs no read of its own (the token check
+read ``change_seq`` with the user, :func:`gateway.deps.change_seq_read`) instead of the mailbox
+lookup, the page query and rendering 50 items. Read ``change_seq`` *before* the page:
 a change committed in between leaves the page newer than its ``seq``, so the next request
 misses and renders again; a page is never older than the ``seq`` it is stored under.
 

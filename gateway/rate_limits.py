@@ -24,7 +24,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from gateway.deps import CurrentUser
 from postroom.errors import RateLimited
 from postroom.settings import Settings
-from storage.rate_limits import parse_rates
+from storage.rate_limits import parse_rates, spend_in_order
 from storage.registry import open_limit_storage
 
 __all__ = ["RateLimits", "ReadLimit", "SendLimit", "read_limit", "send_limit"]
@@ -45,21 +45,40 @@ class RateLimits:
         }
 
     async def spend(self, kind: str, user_id: str, ip: str) -> None:
-        """Count one ``kind`` request; RateLimited if any of its budgets is used up."""
-        for scope, rates in self.budgets[kind]:
-            who = user_id if scope == "user" else ip
-            for item in rates:
-                if await self.limiter.hit(item, kind, scope, who):
-                    continue
-                stats = await self.limiter.get_window_stats(item, kind, scope, who)
-                wait = max(1, math.ceil(stats.reset_time - time.time()))
-                raise RateLimited(
-                    f"too many {kind}s from this {scope}: the limit is {item.amount} per "
-                    f"{_window(item)}; try again in {wait} s",
-                    retry_after=wait,
-                    limit=item.amount,
-                    reset=wait,
-                )
+        """Count one ``kind`` request; RateLimited if any of its budgets is used up.
+
+        Every window of the kind in one go (:func:`storage.rate_limits.spend_in_order`: one
+        Redis round trip, not one per window), in the order a refusal is decided: the user's
+        windows, then the IP address's; the first one over refuses and the later ones are not
+        counted.
+        """
+        hits = self._hits(kind, user_id, ip)
+        if not hits:
+            return
+        over = await spend_in_order(self.limiter.storage, hits)
+        if over is None:
+            return
+        item, identifiers = hits[over]
+        scope = identifiers[1]
+        stats = await self.limiter.get_window_stats(item, *identifiers)
+        wait = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(
+            f"too many {kind}s from this {scope}: the limit is {item.amount} per "
+            f"{_window(item)}; try again in {wait} s",
+            retry_after=wait,
+            limit=item.amount,
+            reset=wait,
+        )
+
+    def _hits(
+        self, kind: str, user_id: str, ip: str
+    ) -> list[tuple[RateLimitItem, tuple[str, str, str]]]:
+        """Each window of ``kind`` with its counter's identifiers: (kind, scope, who)."""
+        return [
+            (item, (kind, scope, user_id if scope == "user" else ip))
+            for scope, rates in self.budgets[kind]
+            for item in rates
+        ]
 
 
 def _window(item: RateLimitItem) -> str:

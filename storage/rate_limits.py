@@ -4,17 +4,26 @@ Counters live in the ``limits`` package's storage, opened by :func:`storage.regi
 open_limit_storage`: in process by default, in Redis when ``POSTROOM_REDIS_URL`` is set, so
 several processes share one budget. Rates are written as the ``limits`` package parses them
 (``100/minute``, ``500/day``, ``10/second;1000/hour`` for several at once).
+
+:func:`spend_in_order` counts one request against several fixed windows (a user's and an IP
+address's) in one Redis round trip instead of one per window: the ``limits`` package's own
+increment-and-expire, for every counter in a single script, under its key names, so its
+``get_window_stats`` and every other process read the same counters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+from weakref import WeakKeyDictionary
+
 from limits import RateLimitItem, parse, parse_many
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.storage import storage_from_string
 
 from postroom.errors import ConfigurationError
 
-__all__ = ["memory_counters", "parse_rate", "parse_rates", "redis_counters"]
+__all__ = ["memory_counters", "parse_rate", "parse_rates", "redis_counters", "spend_in_order"]
 
 
 def parse_rate(text: str | None, setting: str) -> RateLimitItem | None:
@@ -51,3 +60,48 @@ def redis_counters(url: str, prefix: str) -> Storage:
     )
     assert isinstance(storage, Storage), "an async+ URL gives an async storage"
     return storage
+
+
+# KEYS[i] is a counter; ARGV[3i-2], ARGV[3i-1], ARGV[3i] its expiry, cost and limit. Each is
+# incremented as limits' incr_expire.lua does (expiry set by the first hit of a window) until
+# one goes over its limit: its 1-based index is returned (0: none), later ones stay untouched.
+_SPEND_IN_ORDER = """
+for i, key in ipairs(KEYS) do
+    local cost = tonumber(ARGV[3 * i - 1])
+    local current = redis.call("incrby", key, cost)
+    if current == cost then
+        redis.call("expire", key, ARGV[3 * i - 2])
+    end
+    if current > tonumber(ARGV[3 * i]) then
+        return i
+    end
+end
+return 0
+"""
+_scripts: WeakKeyDictionary[Storage, Any] = WeakKeyDictionary()
+
+
+async def spend_in_order(
+    storage: Storage, hits: Sequence[tuple[RateLimitItem, Sequence[str]]]
+) -> int | None:
+    """Count one hit on each fixed window in turn (``limits``' ``FixedWindowRateLimiter.hit``
+    with these identifiers) until one is over its limit; the index of that one, else None.
+
+    As hitting them one by one would, the window that is over has counted this hit and the
+    ones after it have not. On Redis, one round trip for all of them.
+    """
+    keys = [item.key_for(*identifiers) for item, identifiers in hits]
+    if isinstance(storage, RedisStorage):
+        bridge: Any = storage.bridge
+        script = _scripts.get(storage)
+        if script is None:
+            script = _scripts[storage] = bridge.get_connection().register_script(_SPEND_IN_ORDER)
+        args: list[int] = []
+        for item, _identifiers in hits:
+            args += [item.get_expiry(), 1, item.amount]
+        over = int(await script(keys=[bridge.prefixed_key(key) for key in keys], args=args))
+        return over - 1 if over else None
+    for index, ((item, _identifiers), key) in enumerate(zip(hits, keys, strict=True)):
+        if await storage.incr(key, item.get_expiry(), amount=1) > item.amount:
+            return index
+    return None

@@ -34,6 +34,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.util import await_only
 
 from postroom.errors import StorageError
+from storage.db.lone_read import AsyncpgRead, EngineRead, LoneRead, SqliteRead
 
 __all__ = [
     "Database",
@@ -97,18 +98,23 @@ WRITE_LOCK_TIMEOUT = 30.0
 class Database:
     """An engine and its two session factories: ``session`` (may write) and ``reader``."""
 
-    def __init__(self, engine: AsyncEngine, *, reads: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, reads: AsyncEngine | None = None, lone: LoneRead | None = None
+    ) -> None:
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
         self.reader = async_sessionmaker(
             reads or engine, expire_on_commit=False, sync_session_class=ReadSession
         )
+        # One-row reads on every request (the token check), cheaper than a session: lone_read.py
+        self.lone: LoneRead = lone or EngineRead(reads or engine)
 
     @property
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=False)
 
     async def close(self) -> None:
+        await self.lone.close()
         await self.engine.dispose()
 
 
@@ -198,7 +204,8 @@ def open_sqlite(url: str) -> Database:
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         writers.release(record)
 
-    return Database(engine, reads=engine.execution_options(**{_READ_ONLY: True}))
+    lone = SqliteRead(database, engine.dialect) if database and database != ":memory:" else None
+    return Database(engine, reads=engine.execution_options(**{_READ_ONLY: True}), lone=lone)
 
 
 def open_postgresql(url: str) -> Database:
@@ -218,4 +225,5 @@ def open_postgresql(url: str) -> Database:
     engine = create_async_engine(
         url, pool_size=10, max_overflow=10, connect_args={"server_settings": settings}
     )
-    return Database(engine, reads=engine.execution_options(isolation_level="AUTOCOMMIT"))
+    reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return Database(engine, reads=reads, lone=AsyncpgRead(reads))

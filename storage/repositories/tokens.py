@@ -20,19 +20,23 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from postroom.errors import AuthenticationFailed, InvalidInput, NotFound
+from storage.db.lone_read import LoneRead
 from storage.db.models import AuthToken, User
 from storage.db.types import utcnow
 
 __all__ = [
     "API_KEY",
+    "Authenticated",
     "authenticate",
     "authenticate_recent",
     "create_api_key",
@@ -109,47 +113,94 @@ class _RecentTokens:
 _recent = _RecentTokens()
 
 
-async def _lookup(session: AsyncSession, key: str) -> tuple[AuthToken, User]:
-    row = (
-        await session.execute(
-            select(AuthToken, User)
-            .join(User, User.id == AuthToken.user_id)
-            .where(AuthToken.token_hash == key)
-        )
-    ).first()
+_CHECK = (
+    select(
+        AuthToken.revoked_at.label("token_revoked_at"),
+        AuthToken.expires_at.label("token_expires_at"),
+        *User.__table__.columns,
+    )
+    .join_from(AuthToken, User, User.id == AuthToken.user_id)
+    .where(AuthToken.token_hash == bindparam("key"))
+)
+"""The token and its user in one Core statement: no ORM identity map or session to pay for on
+every request, and the user's ``change_seq`` comes along for the page cache."""
+
+_USER_FIELDS = tuple(column.key for column in User.__table__.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """Who a token belongs to, and their ``change_seq`` as read with the token just now.
+
+    ``change_seq`` is ``None`` when the token was trusted from memory: a remembered user's
+    sequence number is stale, so nothing may be derived from it.
+    """
+
+    user: User
+    change_seq: int | None
+
+
+class _BuiltUsers:
+    """The ``User`` last built for each token hash, with the column values it was built from.
+
+    Building an ORM object costs more than the rest of the check; a token whose user row reads
+    exactly as last time gets that same object again (shared and read-only, like a remembered
+    one). Any change of the row (its ``change_seq`` moves with every change) builds a new one.
+    """
+
+    def __init__(self) -> None:
+        self._users: dict[str, tuple[tuple[Any, ...], User]] = {}
+
+    def get(self, key: str, row: Mapping[str, Any]) -> User:
+        values = tuple(row[field] for field in _USER_FIELDS)
+        built = self._users.get(key)
+        if built is not None and built[0] == values:
+            return built[1]
+        user = User(**dict(zip(_USER_FIELDS, values, strict=True)))
+        make_transient_to_detached(user)  # as if loaded and its session closed: never inserted
+        if built is None and len(self._users) >= _RECENT_MAX:
+            self._users.pop(next(iter(self._users)))
+        self._users[key] = (values, user)
+        return user
+
+
+_built = _BuiltUsers()
+
+
+def _checked(row: Mapping[str, Any] | None, key: str) -> tuple[User, datetime | None]:
+    """The token row's user, detached, if the token is still good; AuthenticationFailed if not."""
     if row is None:
         raise AuthenticationFailed("unknown token: sign in again")
-    token, user = row
-    now = utcnow()
-    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
+    expires_at: datetime | None = row["token_expires_at"]
+    if row["token_revoked_at"] is not None or (expires_at is not None and expires_at <= utcnow()):
         raise AuthenticationFailed("this token has expired or was revoked: sign in again")
-    return token, user
+    return _built.get(key, row), expires_at
 
 
 async def authenticate(session: AsyncSession, secret: str) -> User:
-    _token, user = await _lookup(session, _hash(secret))
+    key = _hash(secret)
+    row = (await session.execute(_CHECK, {"key": key})).first()
+    user, _expires_at = _checked(None if row is None else dict(row._mapping), key)
     return user
 
 
-async def authenticate_recent(
-    open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]],
-    secret: str,
-    remember: float = 0.0,
-) -> User:
-    """:func:`authenticate`, trusting a token this process validated in the last ``remember``
-    seconds (0: always looked up).
+async def authenticate_recent(reads: LoneRead, secret: str, remember: float = 0.0) -> Authenticated:
+    """:func:`authenticate` through ``reads`` (``db.lone``: one statement, no session), trusting
+    a token this process validated in the last ``remember`` seconds (0: always looked up).
 
-    The ``User`` returned may be shared by concurrent requests: treat it as read-only.
+    The check runs on every API request, so it is one statement on the cheapest read path the
+    database has (:mod:`storage.db.lone_read`); unless ``remember`` says otherwise, a token
+    revoked by any process fails its next request here. The ``User`` returned may be shared by
+    concurrent requests: treat it as read-only.
     """
     key = _hash(secret)
     if remember > 0 and (user := _recent.get(key)) is not None:
-        return user
+        return Authenticated(user, None)
     generation = _recent.generation
-    async with open_session() as session:
-        token, user = await _lookup(session, key)
+    user, expires_at = _checked(await reads.first(_CHECK, {"key": key}), key)
     if remember > 0:
-        _recent.put(key, user, token.expires_at, generation, remember)
-    return user
+        _recent.put(key, user, expires_at, generation, remember)
+    return Authenticated(user, user.change_seq)
 
 
 def forget_recent(session: AsyncSession) -> None:
