@@ -208,6 +208,15 @@ def open_sqlite(url: str) -> Database:
     return Database(engine, reads=engine.execution_options(**{_READ_ONLY: True}), lone=lone)
 
 
+POOL_SIZE = 20
+"""Connections a process keeps to PostgreSQL, all kept open once made.
+
+The cap was 10 kept plus 10 overflow; under 50 concurrent API requests the overflow ones were
+opened and closed over and over (a new server backend each time: about 5 % of the gateway's
+CPU, and list throughput 652 against 761 req/s kept open). Same cap, no churn.
+"""
+
+
 def open_postgresql(url: str) -> Database:
     """PostgreSQL through asyncpg, without a ping before each checkout.
 
@@ -223,7 +232,7 @@ def open_postgresql(url: str) -> Database:
     """
     settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_SECONDS * 1000)}
     engine = create_async_engine(
-        url, pool_size=10, max_overflow=10, connect_args={"server_settings": settings}
+        url, pool_size=POOL_SIZE, max_overflow=0, connect_args={"server_settings": settings}
     )
     reads = engine.execution_options(isolation_level="AUTOCOMMIT")
     return Database(engine, reads=reads, lone=AsyncpgRead(reads))
