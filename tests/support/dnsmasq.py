@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import dns.exception
 import dns.resolver
 
+from tests.support.ports import free_port
 from tests.support.services import stop_process
 
 __all__ = ["Dnsmasq", "DnsmasqFailed", "free_port", "program"]
@@ -29,26 +30,6 @@ class DnsmasqFailed(RuntimeError):
 def program(name: str) -> str | None:
     """A binary on PATH or in the sbin directories Debian puts daemons in."""
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-
-
-def free_port(
-    addresses: Sequence[str] = ("127.0.0.1",), kinds: Sequence[int] = (socket.SOCK_STREAM,)
-) -> int:
-    """A port free on every address given, for every socket kind given."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kinds[0]) as probe:
-            probe.bind((addresses[0], 0))
-            port = int(probe.getsockname()[1])
-        with contextlib.ExitStack() as stack:
-            try:
-                for address in addresses:
-                    for kind in kinds:
-                        sock = stack.enter_context(socket.socket(socket.AF_INET, kind))
-                        sock.bind((address, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no port free on all of {addresses}")
 
 
 class Dnsmasq:

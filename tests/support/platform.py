@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -18,19 +17,16 @@ from typing import Any
 
 import httpx
 
+from tests.support.ports import free_port
+
 __all__ = ["Platform", "free_port"]
+
 
 POSTROOM = str(Path(sys.executable).with_name("postroom"))
 PASSWORD = "correct-horse-battery"
 # Start-up is ~2 s on an idle machine but has taken over 60 s with two cores fully loaded; a
 # role that truly hangs still fails here, only later.
 START_SECONDS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Platform:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.services import require, stop_process
 
 __all__ = ["free_tcp_port", "spamd_url"]
@@ -28,9 +29,7 @@ START_SECONDS = 90.0
 
 def free_tcp_port() -> int:
     """A loopback TCP port nothing listens on (at the moment of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 def spamd_command(binary: str, port: int, folder: Path) -> list[str]:
