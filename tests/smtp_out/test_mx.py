@@ -16,6 +16,7 @@ from smtp_out import mx
 from smtp_out.mx import ResolutionFailed, Target, make_resolver, resolve_targets
 from tests.smtp_out.conftest import BARE, MX1, MX2, ZONE
 from tests.support.dnsmasq import Dnsmasq, DnsmasqFailed
+from tests.support.services import require
 
 
 @pytest.fixture
@@ -69,7 +70,8 @@ async def caching_resolver(tmp_path: Path) -> AsyncIterator[dns.asyncresolver.Re
     try:
         await asyncio.to_thread(server.start, [*ZONE, "--local-ttl=300"], "mx1.remote.test")
     except DnsmasqFailed as exc:
-        pytest.skip(str(exc))
+        require(False, str(exc))
+        raise
     try:
         settings = Settings(data_dir=tmp_path, dns_nameservers=f"127.0.0.1:{server.port}")
         yield await make_resolver(settings)
