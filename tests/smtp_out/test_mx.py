@@ -12,7 +12,6 @@ import dns.asyncresolver
 import pytest
 
 from postroom.settings import Settings
-from smtp_out import mx
 from smtp_out.mx import ResolutionFailed, Target, make_resolver, resolve_targets
 from tests.smtp_out.conftest import BARE, MX1, MX2, ZONE
 from tests.support.dnsmasq import Dnsmasq, DnsmasqFailed
@@ -79,12 +78,8 @@ async def caching_resolver(tmp_path: Path) -> AsyncIterator[dns.asyncresolver.Re
         server.stop()
 
 
-async def test_an_answer_is_kept_until_its_records_expire(
-    caching_resolver: dns.asyncresolver.Resolver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    resolver = caching_resolver
-    expected = [Target("mx1.remote.test", MX1), Target("mx2.remote.test", MX2)]
-    assert await resolve_targets(resolver, "remote.test") == expected
+def _lookups(resolver: dns.asyncresolver.Resolver, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names ``resolver`` is asked from now on (it still asks the real dnsmasq)."""
     asked: list[str] = []
     original = resolver.resolve
 
@@ -93,6 +88,16 @@ async def test_an_answer_is_kept_until_its_records_expire(
         return await original(name, *args, **kwargs)
 
     monkeypatch.setattr(resolver, "resolve", counting)
+    return asked
+
+
+async def test_an_answer_is_kept_until_its_records_expire(
+    caching_resolver: dns.asyncresolver.Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolver = caching_resolver
+    expected = [Target("mx1.remote.test", MX1), Target("mx2.remote.test", MX2)]
+    assert await resolve_targets(resolver, "remote.test") == expected
+    asked = _lookups(resolver, monkeypatch)
     assert await resolve_targets(resolver, "remote.test") == expected
     assert asked == [], "kept: no lookup at all, not even from the resolver's cache"
 
@@ -102,7 +107,14 @@ async def test_an_answer_is_kept_until_its_records_expire(
     assert "remote.test" in asked, "expired: asked again"
 
 
-async def test_a_failed_lookup_is_not_kept(caching_resolver: dns.asyncresolver.Resolver) -> None:
+async def test_a_failed_lookup_is_not_kept(
+    caching_resolver: dns.asyncresolver.Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A domain whose DNS is broken now is asked again on the next delivery, not given up."""
+    resolver = caching_resolver
     with pytest.raises(ResolutionFailed):
-        await resolve_targets(caching_resolver, "dangling.test")
-    assert "dangling.test" not in mx._ROUTES.get(caching_resolver, {})
+        await resolve_targets(resolver, "dangling.test")
+    asked = _lookups(resolver, monkeypatch)
+    with pytest.raises(ResolutionFailed):
+        await resolve_targets(resolver, "dangling.test")
+    assert asked, "the failure was not kept: the domain was looked up again"

@@ -23,6 +23,10 @@ from storage.registry import Storage, open_database
 from storage.repositories.accounts import add_domain, add_user
 from tests.support.services import POSTGRES_ADMIN_URL
 
+ONLY_POSTGRESQL = pytest.mark.parametrize("own_database_url", ["postgresql"], indirect=True)
+ONLY_SQLITE = pytest.mark.parametrize("own_database_url", ["sqlite"], indirect=True)
+"""For the tests of one engine's reader: ``store`` is built on that engine alone."""
+
 BY_ADDRESS = select(User.id, User.is_admin, User.change_seq, User.created_at).where(
     User.address == bindparam("address")
 )
@@ -69,11 +73,11 @@ async def test_an_in_memory_sqlite_database_reads_through_the_engine() -> None:
         await db.close()
 
 
+@ONLY_POSTGRESQL
 async def test_after_postgresql_drops_its_connections_a_read_recovers(store: Storage) -> None:
     """A dead pooled connection fails over to SQLAlchemy, which refreshes the pool: at most
     one read fails (a DBAPIError, the API's 503), the next one answers."""
-    if not isinstance(store.db.lone, AsyncpgRead):
-        pytest.skip("PostgreSQL only")
+    assert isinstance(store.db.lone, AsyncpgRead)
     ann = await _ann(store)
     assert await store.db.lone.first(BY_ADDRESS, {"address": ann.address}) is not None
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
@@ -91,9 +95,9 @@ async def test_after_postgresql_drops_its_connections_a_read_recovers(store: Sto
     assert row is not None and row["id"] == ann.id
 
 
+@ONLY_SQLITE
 async def test_the_sqlite_connection_cannot_write(store: Storage) -> None:
-    if not isinstance(store.db.lone, SqliteRead):
-        pytest.skip("SQLite only: elsewhere lone reads run on the read-only engine's pool")
+    assert isinstance(store.db.lone, SqliteRead)
     await _ann(store)
     await store.db.lone.first(BY_ADDRESS, {"address": "ann@lone.test"})  # opens it
     connection = store.db.lone._connection
@@ -104,20 +108,20 @@ async def test_the_sqlite_connection_cannot_write(store: Storage) -> None:
         assert (await reader.scalars(select(Domain.name))).all() == ["lone.test"]
 
 
+@ONLY_SQLITE
 async def test_a_sqlite_failure_is_a_storage_error(store: Storage) -> None:
     """StorageError is the API's 503 "try again", never a 500."""
-    if not isinstance(store.db.lone, SqliteRead):
-        pytest.skip("SQLite only")
+    assert isinstance(store.db.lone, SqliteRead)
     broken = SqliteRead(store.db.lone.path + ".missing-dir/x.db", store.db.engine.dialect)
     with pytest.raises(StorageError, match="try again"):
         await broken.first(BY_ADDRESS, {"address": "ann@lone.test"})
     await broken.close()
 
 
+@ONLY_POSTGRESQL
 async def test_a_read_cancelled_midway_leaves_the_pool_usable(store: Storage) -> None:
     """A client that hangs up cancels its request: the connection is not reused half-read."""
-    if not isinstance(store.db.lone, AsyncpgRead):
-        pytest.skip("PostgreSQL only")
+    assert isinstance(store.db.lone, AsyncpgRead)
     ann = await _ann(store)
     slow = select(func.pg_sleep(5).label("slept"))
     reading = asyncio.create_task(store.db.lone.first(slow, {}))
