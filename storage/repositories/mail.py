@@ -20,6 +20,7 @@ from sqlalchemy import Row, and_, bindparam, case, delete, func, or_, select, up
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.errors import AlreadyExists, InvalidInput, NotFound
+from postroom.ids import new_id
 from postroom.message import ParsedMessage
 from storage.blobs import BlobStore
 from storage.db.database import insert_ignoring_duplicates
@@ -162,6 +163,49 @@ def message_summary(message: Message, mailbox: Mailbox) -> dict[str, Any]:
     }
 
 
+def copy_row(
+    *,
+    user_id: str,
+    mailbox_id: str,
+    thread_id: str,
+    raw_key: str,
+    size: int,
+    parsed: ParsedMessage,
+    received_at: datetime,
+    inbound_id: str | None = None,
+    bcc: list[str] | None = None,
+    seen: bool = False,
+) -> Message:
+    """A user's copy of a message as its headers describe it, id included, not yet added.
+
+    The one mapping from a parsed message to a ``messages`` row: :func:`add_copy` adds it to a
+    session, the batched API send (``repositories.outbound``) inserts many with one statement.
+    """
+    return Message(
+        id=new_id(),
+        user_id=user_id,
+        mailbox_id=mailbox_id,
+        thread_id=thread_id,
+        blob_key=raw_key,
+        inbound_id=inbound_id,
+        message_id_header=parsed.message_id,
+        subject=parsed.subject,
+        from_name=parsed.from_name,
+        from_address=parsed.from_address,
+        to_addresses=parsed.to,
+        cc_addresses=parsed.cc,
+        bcc_addresses=bcc or [],
+        date=parsed.date or received_at,
+        received_at=received_at,
+        size=size,
+        snippet=parsed.snippet,
+        has_attachments=bool(parsed.attachments),
+        seen=seen,
+        flagged=False,
+        answered=False,
+    )
+
+
 async def add_copy(
     session: AsyncSession,
     *,
@@ -177,24 +221,16 @@ async def add_copy(
 ) -> Message:
     """File a copy; ``received_at`` is when our server accepted it (the list order)."""
     now = received_at or utcnow()
-    message = Message(
+    message = copy_row(
         user_id=user_id,
         mailbox_id=mailbox.id,
         thread_id=await _resolve_thread(session, user_id, parsed, now),
-        blob_key=raw_key,
-        inbound_id=inbound_id,
-        message_id_header=parsed.message_id,
-        subject=parsed.subject,
-        from_name=parsed.from_name,
-        from_address=parsed.from_address,
-        to_addresses=parsed.to,
-        cc_addresses=parsed.cc,
-        bcc_addresses=bcc or [],
-        date=parsed.date or now,
-        received_at=now,
+        raw_key=raw_key,
         size=size,
-        snippet=parsed.snippet,
-        has_attachments=bool(parsed.attachments),
+        parsed=parsed,
+        received_at=now,
+        inbound_id=inbound_id,
+        bcc=bcc,
         seen=seen,
     )
     session.add(message)

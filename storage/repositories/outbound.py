@@ -58,7 +58,7 @@ from storage.db.models import (
     User,
 )
 from storage.db.types import utcnow
-from storage.repositories.mail import SUBJECT_THREAD_WINDOW, message_summary
+from storage.repositories.mail import SUBJECT_THREAD_WINDOW, copy_row, message_summary
 from storage.transaction import record_changes_of_users
 
 __all__ = ["NewSend", "RecordedSend", "record_sends", "send_status"]
@@ -382,28 +382,16 @@ async def _file_sent_copies(
                     "last_message_at": now,
                 }
             )
-        message = Message(
-            id=new_id(),
+        message = copy_row(
             user_id=user_id,
             mailbox_id=mailbox.id,
             thread_id=thread_id,
-            blob_key=send.raw_key,
-            inbound_id=None,
-            message_id_header=parsed.message_id,
-            subject=parsed.subject,
-            from_name=parsed.from_name,
-            from_address=parsed.from_address,
-            to_addresses=parsed.to,
-            cc_addresses=parsed.cc,
-            bcc_addresses=send.bcc,
-            date=parsed.date or now,
-            received_at=now,
+            raw_key=send.raw_key,
             size=send.size,
-            snippet=parsed.snippet,
-            has_attachments=bool(parsed.attachments),
+            parsed=parsed,
+            received_at=now,
+            bcc=send.bcc,
             seen=True,
-            flagged=False,
-            answered=False,
         )
         messages.append(message)
         batch.filed(user_id, parsed, thread_id)
