@@ -18,6 +18,7 @@ sends that have not gone out.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,7 +34,8 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
-    literal,
+    func,
+    literal_column,
     or_,
     select,
     union_all,
@@ -44,11 +46,11 @@ from postroom.errors import InvalidInput
 from postroom.message import ParsedMessage, parse_message
 from storage.db.database import Database
 from storage.db.models import Domain, Suppression, User
-from storage.db.types import utcnow
-from storage.queues import OUTGOING
+from storage.db.types import UTCDateTime, utcnow
+from storage.queues import INCOMING, OUTGOING, Hint, TransactionalQueue
 from storage.queues.group_commit import GroupCommit
 from storage.registry import Storage
-from storage.repositories import inbound, schedules, suppressions
+from storage.repositories import schedules, suppressions
 from storage.repositories.accounts import find_user
 from storage.repositories.mail import save_attachments
 from storage.repositories.outbound import NewSend, RecordedSend, record_sends
@@ -133,14 +135,6 @@ async def submit(
     recorded = await _writer(store).submit(_Pending(send, on_record, index))
     if delay > 0:
         await schedules.hint(store, recorded, delay)
-        return recorded
-    for row in recorded.local:
-        await inbound.enqueue(store, row.id)
-    for delivery in recorded.remote:
-        try:
-            await store.queue.put(OUTGOING, {"delivery_id": delivery.id})
-        except Exception:
-            log.exception("could not enqueue delivery %s; the sweeper will", delivery.id)
     return recorded
 
 
@@ -170,7 +164,13 @@ def _writer(store: Storage) -> GroupCommit[_Pending, RecordedSend]:
     if writer is None:
 
         async def write(batch: Sequence[_Pending]) -> list[RecordedSend]:
-            return await _record(store, batch)
+            recorded = await _record(store, batch)
+            if not isinstance(store.queue, TransactionalQueue):
+                try:
+                    await store.queue.put_many(_hints(batch, recorded))
+                except Exception:
+                    log.exception("could not enqueue a batch of sends; the sweeper will")
+            return recorded
 
         writer = _WRITERS[store.db] = GroupCommit(write)
     return writer
@@ -189,7 +189,21 @@ async def _record(store: Storage, batch: Sequence[_Pending]) -> list[RecordedSen
         for pending, result in zip(batch, recorded, strict=True):
             if pending.on_record is not None:
                 await pending.on_record(session, result)
+        if isinstance(store.queue, TransactionalQueue):
+            await store.queue.put_in(session, _hints(batch, recorded))
     return recorded
+
+
+def _hints(batch: Sequence[_Pending], recorded: Sequence[RecordedSend]) -> list[Hint]:
+    """The workers' hints for the sends due now: each remote delivery for smtp-out, each
+    local copy for the processors (a later send is hinted by ``schedules.hint`` instead)."""
+    hints: list[Hint] = []
+    for pending, result in zip(batch, recorded, strict=True):
+        if pending.send.hold_local:
+            continue
+        hints += [(INCOMING, {"inbound_id": row.id}) for row in result.local]
+        hints += [(OUTGOING, {"delivery_id": delivery.id}) for delivery in result.remote]
+    return hints
 
 
 _DOMAINS = cast(Table, Domain.__table__).c
@@ -198,28 +212,38 @@ _RECIPIENT_FACTS: dict[str, CompoundSelect[Any]] = {}
 
 
 def _recipient_facts_statement(dialect: str) -> CompoundSelect[Any]:
-    """Built once per engine; the lists are array parameters on PostgreSQL (``= ANY``): an
-    expanding ``IN`` list is rendered again, a cast per element, at every execution."""
+    """Built once per engine, for a lone read (one hand-off, no session): the lists are one
+    parameter each whatever their length, an array on PostgreSQL (``= ANY``) and JSON text on
+    SQLite (``IN json_each``), never an expanding ``IN`` rendered again at every execution."""
     statement = _RECIPIENT_FACTS.get(dialect)
     if statement is None:
 
         def one_of(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
             if dialect == "postgresql":
                 return column == any_(bindparam(name, type_=ARRAY(String)))
-            return column.in_(bindparam(name, expanding=True))
+            listed = func.json_each(bindparam(name, type_=String))
+            return column.in_(select(literal_column("value")).select_from(listed))
 
         statement = _RECIPIENT_FACTS[dialect] = union_all(
-            select(literal("domain"), _DOMAINS.name).where(one_of(_DOMAINS.name, "domains")),
-            select(literal("suppressed"), _SUPPRESSIONS.address).where(
+            select(literal_column("'domain'").label("kind"), _DOMAINS.name.label("value")).where(
+                one_of(_DOMAINS.name, "domains")
+            ),
+            select(
+                literal_column("'suppressed'").label("kind"), _SUPPRESSIONS.address.label("value")
+            ).where(
                 one_of(_SUPPRESSIONS.address, "addresses"),
                 # suppressions.active's condition: an expired entry blocks nothing
                 or_(
                     _SUPPRESSIONS.expires_at.is_(None),
-                    _SUPPRESSIONS.expires_at > bindparam("now"),
+                    _SUPPRESSIONS.expires_at > bindparam("now", type_=UTCDateTime),
                 ),
             ),
         )
     return statement
+
+
+def _list_parameter(dialect: str, values: list[str]) -> list[str] | str:
+    return values if dialect == "postgresql" else json.dumps(values)
 
 
 Facts = tuple[set[str], bool]
@@ -250,19 +274,21 @@ async def _recipient_facts(store: Storage, requests: Sequence[list[str]]) -> lis
     """For each list of recipients: which of their domains are ours, and whether any of them
     is suppressed (the details are read only when something is wrong)."""
     everyone = [address for recipients in requests for address in recipients]
-    async with store.db.reader() as session:
-        rows = await session.execute(
-            _recipient_facts_statement(session.get_bind().dialect.name),
-            {
-                "domains": sorted({address.rsplit("@", 1)[1] for address in everyone}),
-                "addresses": sorted({address.lower() for address in everyone}),
-                "now": utcnow(),
-            },
-        )
-        local: set[str] = set()
-        suppressed: set[str] = set()
-        for kind, value in rows:
-            (local if kind == "domain" else suppressed).add(value)
+    dialect = store.db.engine.dialect.name
+    rows = await store.db.lone.all(
+        _recipient_facts_statement(dialect),
+        {
+            "domains": _list_parameter(
+                dialect, sorted({address.rsplit("@", 1)[1] for address in everyone})
+            ),
+            "addresses": _list_parameter(dialect, sorted({a.lower() for a in everyone})),
+            "now": utcnow(),
+        },
+    )
+    local: set[str] = set()
+    suppressed: set[str] = set()
+    for row in rows:
+        (local if row["kind"] == "domain" else suppressed).add(row["value"])
     return [
         (
             {d for a in recipients if (d := a.rsplit("@", 1)[1]) in local},

@@ -43,8 +43,7 @@ async def transaction(store: Storage) -> AsyncIterator[AsyncSession]:
         async with session.begin():
             yield session
         events: list[Event] = session.info.pop(_PENDING, [])
-    for event in events:
-        await store.bus.publish(user_channel(event.user_id), event)
+    await store.bus.publish_many([(user_channel(event.user_id), event) for event in events])
 
 
 async def record_change(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from postroom.events import Event
@@ -28,6 +28,10 @@ class MemoryBus:
                 log.warning(
                     "subscriber on %s is %d events behind; dropping", channel, queue.qsize()
                 )
+
+    async def publish_many(self, messages: Sequence[tuple[str, Event]]) -> None:
+        for channel, event in messages:
+            await self.publish(channel, event)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:

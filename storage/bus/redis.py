@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,6 +77,17 @@ class RedisBus:
             await self._publisher.publish(self._prefix + channel, event.to_json())
         except RedisError as exc:
             log.warning("could not publish %s #%d on %s: %s", event.type, event.seq, channel, exc)
+
+    async def publish_many(self, messages: Sequence[tuple[str, Event]]) -> None:
+        if not messages:
+            return
+        try:
+            async with self._publisher.pipeline(transaction=False) as pipe:
+                for channel, event in messages:
+                    pipe.publish(self._prefix + channel, event.to_json())
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("could not publish %d events: %s", len(messages), exc)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:

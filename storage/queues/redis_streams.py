@@ -36,7 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from storage.queues import Job
+from storage.queues import Hint, Job
 
 __all__ = ["RedisStreamQueue", "StreamJob"]
 
@@ -193,6 +193,18 @@ class RedisStreamQueue:
             keys=self._keys(queue), args=[job_id, 0, _encode(payload), _millis(delay)]
         )
         return job_id
+
+    async def put_many(self, hints: list[Hint]) -> None:
+        if not hints:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for queue, payload in hints:
+                await self._put_script(
+                    keys=self._keys(queue),
+                    args=[uuid.uuid4().hex, 0, _encode(payload), 0],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def claim(
         self, queue: str, consumer: str, *, limit: int = 10, lease: float = 120.0, wait: float = 1.0

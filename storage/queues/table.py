@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, delete, event, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from postroom.ids import new_id
 from storage.db.database import Database
 from storage.db.models import QueueJob
 from storage.db.types import utcnow
-from storage.queues import Job
+from storage.queues import Hint, Job
 from storage.queues.group_commit import GroupCommit
 
 __all__ = ["TableQueue"]
@@ -41,18 +43,32 @@ class TableQueue:
 
     async def put(self, queue: str, payload: dict[str, Any], *, delay: float = 0.0) -> str:
         now = utcnow()
-        job = {
-            "id": new_id(),
-            "queue": queue,
-            "payload": payload,
-            "available_at": now + timedelta(seconds=delay),
-            "attempts": 0,
-            "created_at": now,
-        }
-        job_id = await self._puts.submit(job)
-        if delay <= 0 and (event := self._wakeups.pop(queue, None)) is not None:
-            event.set()
+        job_id = await self._puts.submit(_job(queue, payload, now, delay))
+        if delay <= 0:
+            self._wake(queue)
         return job_id
+
+    async def put_many(self, hints: list[Hint]) -> None:
+        async with self.db.session() as session, session.begin():
+            await self.put_in(session, hints)
+
+    async def put_in(self, session: AsyncSession, hints: list[Hint]) -> None:
+        if not hints:
+            return
+        now = utcnow()
+        await session.execute(insert(_JOBS), [_job(q, payload, now, 0.0) for q, payload in hints])
+        queues = {queue for queue, _ in hints}
+
+        def wake(_session: Session) -> None:
+            for queue in queues:
+                self._wake(queue)
+
+        event.listen(session.sync_session, "after_commit", wake, once=True)
+
+    def _wake(self, queue: str) -> None:
+        """In-process consumers waiting on ``queue`` claim now instead of at their next poll."""
+        if (wakeup := self._wakeups.pop(queue, None)) is not None:
+            wakeup.set()
 
     async def _insert(self, jobs: Sequence[dict[str, Any]]) -> list[str]:
         async with self.db.session() as session, session.begin():
@@ -118,8 +134,8 @@ class TableQueue:
                 .where(QueueJob.id == job.id)
                 .values(available_at=utcnow() + timedelta(seconds=delay), claimed_by=None)
             )
-        if delay <= 0 and (event := self._wakeups.pop(job.queue, None)) is not None:
-            event.set()
+        if delay <= 0:
+            self._wake(job.queue)
 
     async def depth(self, queue: str) -> int:
         async with self.db.session() as session:
@@ -130,3 +146,14 @@ class TableQueue:
 
     async def close(self) -> None:
         return None
+
+
+def _job(queue: str, payload: dict[str, Any], now: datetime, delay: float) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "queue": queue,
+        "payload": payload,
+        "available_at": now + timedelta(seconds=delay),
+        "attempts": 0,
+        "created_at": now,
+    }

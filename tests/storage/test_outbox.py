@@ -24,6 +24,7 @@ from storage.db.models import (
 )
 from storage.db.types import utcnow
 from storage.outbox import Origin, submit
+from storage.queues import INCOMING, OUTGOING
 from storage.registry import Storage
 from storage.repositories import suppressions
 from storage.repositories.accounts import add_domain, add_user
@@ -139,6 +140,40 @@ async def test_concurrent_sends_each_commit_whole_and_a_failure_stays_alone(
         log = await _log(store, user)
         assert [c.seq for c in log] == list(range(1, 2 * sent + 1))
         assert [c.payload["mailbox"]["total"] for c in log[1::2]] == list(range(1, sent + 1))
+
+
+async def test_each_send_due_now_leaves_its_workers_a_hint(store: Storage) -> None:
+    """Every remote delivery gets an outgoing job and every local copy an incoming one; a send
+    that fails leaves no job behind (the embedded queue writes them in the send's own
+    transaction)."""
+    ann, _bob = await _users(store, "ann@example.test", "bob@example.test")
+
+    async def refuse(session: AsyncSession, recorded: RecordedSend) -> None:
+        raise Conflict("this one may not go")
+
+    async def send(n: int) -> RecordedSend:
+        raw = compose(f"#{n}", sender=ann.address, to="bob@example.test, dan@remote.test")
+        return await submit(
+            store,
+            ann,
+            raw,
+            recipients=["bob@example.test", "dan@remote.test"],
+            bcc=[],
+            on_record=refuse if n == 2 else None,
+        )
+
+    results = await asyncio.gather(*(send(n) for n in range(4)), return_exceptions=True)
+    recorded = [r for r in results if isinstance(r, RecordedSend)]
+    assert len(recorded) == 3
+
+    outgoing = await store.queue.claim(OUTGOING, "w", limit=100, wait=0)
+    incoming = await store.queue.claim(INCOMING, "w", limit=100, wait=0)
+    assert sorted(j.payload["delivery_id"] for j in outgoing) == sorted(
+        d.id for r in recorded for d in r.remote
+    )
+    assert sorted(j.payload["inbound_id"] for j in incoming) == sorted(
+        row.id for r in recorded for row in r.local
+    )
 
 
 @pytest.mark.parametrize("due_in", [0, 3600])

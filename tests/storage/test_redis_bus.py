@@ -71,6 +71,24 @@ async def test_an_event_reaches_a_subscriber_of_another_bus_in_order(prefix: str
     assert received == [_event(seq) for seq in range(1, 6)]
 
 
+async def test_publish_many_reaches_each_channel_in_order(prefix: str) -> None:
+    publisher, subscriber = RedisBus(REDIS_URL, prefix), RedisBus(REDIS_URL, prefix)
+    try:
+        async with (
+            subscriber.subscribe("user.u1") as u1,
+            subscriber.subscribe("user.u2") as u2,
+        ):
+            await publisher.publish_many(
+                [("user.u1" if seq % 2 else "user.u2", _event(seq)) for seq in range(1, 7)]
+            )
+            heard = (await _take(u1, 3), await _take(u2, 3))
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+    assert heard == ([_event(1), _event(3), _event(5)], [_event(2), _event(4), _event(6)])
+
+
 async def test_a_subscriber_hears_only_its_channel(bus: RedisBus) -> None:
     async with bus.subscribe("user.ann") as ann, bus.subscribe("user.bob") as bob:
         await bus.publish("user.bob", _event(1, "bob"))

@@ -161,6 +161,16 @@ async def test_queues_are_independent_by_name(queue: RedisStreamQueue) -> None:
     assert await queue.claim(OUTGOING, "w", wait=0) == []
 
 
+async def test_put_many_hints_several_queues_in_one_round_trip(queue: RedisStreamQueue) -> None:
+    await queue.put_many([(INCOMING, {"n": 1}), (OUTGOING, {"n": 2}), (INCOMING, {"n": 3})])
+
+    incoming = await queue.claim(INCOMING, "w", wait=0)
+    outgoing = await queue.claim(OUTGOING, "w", wait=0)
+    assert [j.payload["n"] for j in incoming] == [1, 3]
+    assert [j.payload for j in outgoing] == [{"n": 2}]
+    assert len({j.id for j in incoming + outgoing}) == 3
+
+
 async def test_concurrent_consumers_claim_every_job_exactly_once(queue: RedisStreamQueue) -> None:
     """200 jobs, 4 consumers racing: no job is handed out twice and none is left behind."""
     put_ids = [await queue.put(INCOMING, {"n": n}) for n in range(200)]

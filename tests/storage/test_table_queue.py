@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from storage.queues import INCOMING, OUTGOING, Job
+import pytest
+
+from storage.queues import INCOMING, OUTGOING, Job, TransactionalQueue
 from storage.registry import Storage
 
 
@@ -114,3 +116,41 @@ async def test_concurrent_consumers_claim_every_job_exactly_once(store: Storage)
     for job in claimed:
         await store.queue.ack(job)
     assert await store.queue.depth(INCOMING) == 0
+
+
+async def test_put_many_hints_several_queues_at_once(store: Storage) -> None:
+    await store.queue.put_many([(INCOMING, {"n": 1}), (OUTGOING, {"n": 2}), (INCOMING, {"n": 3})])
+
+    incoming = await store.queue.claim(INCOMING, "w", wait=0)
+    outgoing = await store.queue.claim(OUTGOING, "w", wait=0)
+    assert sorted(j.payload["n"] for j in incoming) == [1, 3]
+    assert [j.payload for j in outgoing] == [{"n": 2}]
+
+
+async def test_jobs_put_in_a_transaction_commit_or_roll_back_with_it(store: Storage) -> None:
+    """The table queue lives in the metadata database: a hint written in the caller's
+    transaction exists exactly when the rows it points at do."""
+    assert isinstance(store.queue, TransactionalQueue)
+    with pytest.raises(RuntimeError):
+        async with store.db.session() as session, session.begin():
+            await store.queue.put_in(session, [(OUTGOING, {"delivery_id": "rolled-back"})])
+            raise RuntimeError("the caller's transaction fails")
+    assert await store.queue.depth(OUTGOING) == 0
+
+    async with store.db.session() as session, session.begin():
+        await store.queue.put_in(session, [(OUTGOING, {"delivery_id": "kept"})])
+    jobs = await store.queue.claim(OUTGOING, "w", wait=0)
+    assert [j.payload for j in jobs] == [{"delivery_id": "kept"}]
+
+
+async def test_a_waiting_claim_gets_a_job_put_in_a_transaction_once_it_commits(
+    store: Storage,
+) -> None:
+    assert isinstance(store.queue, TransactionalQueue)
+    waiting = asyncio.create_task(store.queue.claim(OUTGOING, "w", wait=30))
+    await asyncio.sleep(0.1)  # the consumer finds the queue empty and waits
+    async with store.db.session() as session, session.begin():
+        await store.queue.put_in(session, [(OUTGOING, {"delivery_id": "d1"})])
+
+    jobs = await asyncio.wait_for(waiting, timeout=10)
+    assert [j.payload for j in jobs] == [{"delivery_id": "d1"}]
