@@ -4,7 +4,7 @@ Through SQLAlchemy's async layer a statement costs far more than the read itself
 (aiosqlite) it is five hand-offs to the connection's thread (cursor, execute, fetch, cursor
 close, rollback), each waking two threads, plus the pool's checkout and return: about 0.6 ms
 of CPU for a primary-key read the database answers in 10 µs, on every request. A
-:class:`LoneRead` runs one ``SELECT`` and returns its first row as a dict:
+:class:`LoneRead` runs one ``SELECT`` and returns its first row (or its few rows) as dicts:
 
 - :class:`EngineRead` (any engine without a faster way): SQLAlchemy Core on a pooled
   connection of the read-only engine;
@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 import asyncpg  # type: ignore[import-untyped]  # no stubs; the pool is used as Any
-from sqlalchemy import Select
+from sqlalchemy import CompoundSelect, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -44,16 +44,19 @@ from postroom.errors import StorageError
 __all__ = ["AsyncpgRead", "EngineRead", "LoneRead", "SqliteRead"]
 
 Processor = Callable[[Any], Any] | None
+Statement = Select[Any] | CompoundSelect[Any]
 
 _SQLALCHEMY_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func")
 """Options SQLAlchemy's asyncpg dialect takes from the URL for itself, not for asyncpg."""
 
 
 class LoneRead(Protocol):
-    async def first(
-        self, statement: Select[Any], params: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
+    async def first(self, statement: Statement, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """The statement's first row by column key, or None when it has no rows."""
+        ...
+
+    async def all(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row of the statement by column key: for short results, read whole."""
         ...
 
     async def close(self) -> None: ...
@@ -65,12 +68,15 @@ class EngineRead:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def first(
-        self, statement: Select[Any], params: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
+    async def first(self, statement: Statement, params: Mapping[str, Any]) -> dict[str, Any] | None:
         async with self.engine.connect() as connection:
             row = (await connection.execute(statement, dict(params))).first()
         return None if row is None else dict(row._mapping)
+
+    async def all(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement, dict(params))).all()
+        return [dict(row._mapping) for row in rows]
 
     async def close(self) -> None:
         """Nothing of its own: the engine is disposed with the database."""
@@ -85,7 +91,7 @@ class _Compiled:
     results: tuple[Processor, ...]
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
+def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     names = tuple(compiled.positiontup or ())
     if any(compiled.binds[name].expanding for name in names):
@@ -103,6 +109,15 @@ def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         ),
     )
+
+
+def _compiled_of(
+    cache: dict[Statement, _Compiled], statement: Statement, dialect: Dialect
+) -> _Compiled:
+    compiled = cache.get(statement)
+    if compiled is None:
+        compiled = cache[statement] = _compile(statement, dialect)
+    return compiled
 
 
 def _row(compiled: _Compiled, row: Sequence[Any]) -> dict[str, Any]:
@@ -141,7 +156,7 @@ class AsyncpgRead:
         self._fallback = EngineRead(engine)
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._compiled: dict[Select[Any], _Compiled] = {}
+        self._compiled: dict[Statement, _Compiled] = {}
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
@@ -154,23 +169,26 @@ class AsyncpgRead:
                 )
             return self._pool
 
-    async def first(
-        self, statement: Select[Any], params: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            compiled = self._compiled[statement] = _compile(statement, self.engine.dialect)
+    async def first(self, statement: Statement, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        rows = await self.all(statement, params)
+        return rows[0] if rows else None
+
+    async def all(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        compiled = _compiled_of(self._compiled, statement, self.engine.dialect)
         try:
             pool = self._pool or await self._open()
-            row = await pool.fetchrow(compiled.sql, *_values(compiled, params))
+            rows = await pool.fetch(compiled.sql, *_values(compiled, params))
         except Exception:
             # A dropped or refused connection (or anything else): reconnect from the next read
             # on, and let SQLAlchemy do this one, so its pool meets a dead connection too,
             # refreshes, and the caller gets what any other query would raise (API: 503).
-            if self._pool is not None:
-                await self._pool.expire_connections()
-            return await self._fallback.first(statement, params)
-        return None if row is None else _row(compiled, row)
+            await self._renew()
+            return await self._fallback.all(statement, params)
+        return [_row(compiled, row) for row in rows]
+
+    async def _renew(self) -> None:
+        if self._pool is not None:
+            await self._pool.expire_connections()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -187,14 +205,21 @@ class SqliteRead:
         self.busy_timeout = busy_timeout
         self._connection: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()
-        self._compiled: dict[Select[Any], _Compiled] = {}
+        self._compiled: dict[Statement, _Compiled] = {}
 
     async def _connect(self) -> aiosqlite.Connection:
         async with self._opening:
             if self._connection is None:
-                connection = await aiosqlite.connect(
+                connection = aiosqlite.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None
                 )
+                try:
+                    await connection
+                except BaseException:
+                    # aiosqlite stops its thread after a failed connect but does not wait for
+                    # it; the thread then reports to this loop, which may have closed by then.
+                    await asyncio.to_thread(connection._thread.join, 5.0)
+                    raise
                 try:
                     await connection.execute("PRAGMA query_only=ON")
                 except BaseException:
@@ -203,20 +228,18 @@ class SqliteRead:
                 self._connection = connection
             return self._connection
 
-    async def first(
-        self, statement: Select[Any], params: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            compiled = self._compiled[statement] = _compile(statement, self.dialect)
+    async def first(self, statement: Statement, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        rows = await self.all(statement, params)
+        return rows[0] if rows else None
+
+    async def all(self, statement: Statement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        compiled = _compiled_of(self._compiled, statement, self.dialect)
         try:
             connection = self._connection or await self._connect()
             rows = await connection.execute_fetchall(compiled.sql, _values(compiled, params))
         except sqlite3.Error as exc:
             raise StorageError(f"the database could not be read ({exc}); try again") from exc
-        for row in rows:
-            return _row(compiled, row)
-        return None
+        return [_row(compiled, row) for row in rows]
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -51,6 +51,23 @@ async def test_the_row_is_what_a_session_reads(store: Storage) -> None:
     assert await store.db.lone.first(BY_ADDRESS, {"address": "nobody@lone.test"}) is None
 
 
+async def test_every_row_is_what_a_session_reads(store: Storage) -> None:
+    await _ann(store)
+    async with store.db.session() as session, session.begin():
+        for name in ("bob", "carl"):
+            await add_user(session, f"{name}@lone.test", "a long password")
+    everyone = select(User.address, User.is_admin, User.created_at).order_by(User.address)
+
+    rows = await store.db.lone.all(everyone, {})
+
+    async with store.db.reader() as reader:
+        expected = [dict(row._mapping) for row in await reader.execute(everyone)]
+    assert rows == expected
+    assert [row["address"] for row in rows] == ["ann@lone.test", "bob@lone.test", "carl@lone.test"]
+    none = everyone.where(User.address == bindparam("address"))
+    assert await store.db.lone.all(none, {"address": "nobody@lone.test"}) == []
+
+
 async def test_a_commit_is_seen_by_the_next_read(store: Storage) -> None:
     ann = await _ann(store)
     assert (await store.db.lone.first(BY_ADDRESS, {"address": ann.address}))["change_seq"] == 0
