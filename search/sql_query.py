@@ -104,6 +104,13 @@ class TextEngine(Protocol):
         """Whether :meth:`window` of ``variant`` reads the ``search_documents`` row."""
         ...
 
+    def window_values(self, node: Node, variant: str) -> tuple[str, ...]:
+        """Further values :meth:`window` of ``variant`` reads for ``node``, in order.
+
+        PostgreSQL's "pairs" form narrows a phrase by its word pairs, a second engine query.
+        """
+        ...
+
     def contains(self, expression: BindParameter[str]) -> ColumnElement[bool]:
         """The document row matches the expression in ``expression``."""
         ...
@@ -123,7 +130,11 @@ class TextEngine(Protocol):
         ...
 
     def window(
-        self, candidates: Candidates, expression: BindParameter[str], variant: str
+        self,
+        candidates: Candidates,
+        expression: BindParameter[str],
+        variant: str,
+        values: Sequence[BindParameter[str]],
     ) -> Candidates:
         """``candidates`` restricted to ``expression``, walked newest first.
 
@@ -238,11 +249,12 @@ def plan_search(engine: TextEngine, request: SearchRequest) -> tuple[Shape, Plan
     rest = [c for c in conjuncts if primary is None or c not in texts]
     if primary is not None:
         expression = plan.slot(primary)
+        variant = engine.variant(ranked)
+        extra = tuple(plan.slot(v) for v in engine.window_values(ranked, variant))
         conditions = tuple(_condition_shape(engine, c, plan, request.mailboxes) for c in rest)
         reach = plan.slot(max(RANKED_WINDOW, request.offset + request.limit))
         page = (plan.slot(request.limit), plan.slot(request.offset))
-        variant = engine.variant(ranked)
-        return ("ranked", user, expression, variant, conditions, reach, page), plan
+        return ("ranked", user, expression, (variant, extra), conditions, reach, page), plan
     join = any(_has_text(c) for c in conjuncts)  # flags and dates alone need no index row
     conditions = tuple(_condition_shape(engine, c, plan, request.mailboxes) for c in rest)
     page = (plan.slot(request.limit), plan.slot(request.offset))
@@ -310,9 +322,16 @@ def _condition(engine: TextEngine, shape: Shape) -> ColumnElement[bool]:
 def _statement(engine: TextEngine, shape: Shape, window_size: int) -> PageSelect:
     """The statement for ``shape``; ``window_size`` is :data:`RANKED_WINDOW`."""
     if shape[0] == "ranked":
-        _, user, expression, variant, conditions, reach, page = shape
+        _, user, expression, (variant, extra), conditions, reach, page = shape
         return _ranked_page(
-            engine, user, _text_param(expression), variant, conditions, reach, page, window_size
+            engine,
+            user,
+            _text_param(expression),
+            (variant, [_text_param(s) for s in extra]),
+            conditions,
+            reach,
+            page,
+            window_size,
         )
     _, user, join, conditions, (limit, offset) = shape
     statement = (
@@ -340,7 +359,7 @@ def _ranked_page(
     engine: TextEngine,
     user: int,
     expression: BindParameter[str],
-    variant: str,
+    form: tuple[str, Sequence[BindParameter[str]]],
     conditions: tuple[Shape, ...],
     reach: int,
     page: tuple[int, int],
@@ -354,6 +373,7 @@ def _ranked_page(
        rest keep the walk's order; ties go to the newest.
     3. Only the page's rows are joined to their messages and bodies (for the snippets).
     """
+    variant, values = form
     candidates = select(Message.id.label("id"), Message.received_at.label("received_at"))
     if engine.reads_document(variant) or any(_reads_text(c) for c in conditions):
         candidates = candidates.join(SearchDocument, SearchDocument.blob_key == Message.blob_key)
@@ -361,7 +381,9 @@ def _ranked_page(
     for condition in conditions:
         candidates = candidates.where(_condition(engine, condition))
     walk = (
-        engine.window(candidates, expression, variant).limit(_int_param(reach)).cte("search_walk")
+        engine.window(candidates, expression, variant, values)
+        .limit(_int_param(reach))
+        .cte("search_walk")
     )
     position = func.row_number().over(order_by=(walk.c.walk.desc(), walk.c.id.desc()))
     numbered = select(walk, position.label("position")).subquery("search_numbered")

@@ -62,6 +62,9 @@ class _Fts5:
     def reads_document(self, variant: str) -> bool:
         return True  # the FTS5 rowid is the document's id
 
+    def window_values(self, node: Node, variant: str) -> tuple[str, ...]:
+        return ()  # FTS5 keeps positions: a phrase needs no help
+
     def contains(self, expression: BindParameter[str]) -> ColumnElement[bool]:
         matching = select(_fts.c.rowid).where(_fts_table.bool_op("MATCH")(expression))
         return SearchDocument.id.in_(matching)
@@ -78,7 +81,11 @@ class _Fts5:
         """Nothing: SQLite plans every statement afresh, and knows no statistics for FTS5."""
 
     def window(
-        self, candidates: Candidates, expression: BindParameter[str], variant: str
+        self,
+        candidates: Candidates,
+        expression: BindParameter[str],
+        variant: str,
+        values: Sequence[BindParameter[str]],
     ) -> Candidates:
         # FTS5 hands out matches in rowid order for free, newest content first; bm25 is
         # computed only for the rows the walk keeps (the user's, past the filters).

@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ TARGET_RATIO = 0.5
 GIN_INDEXES = {
     "search_fts_gin": "search_documents USING gin (search_fts)",
     "search_fts_headers_gin": "search_fts_headers USING gin (vector)",
+    "search_fts_pairs_gin": "search_fts_pairs USING gin (vector)",
 }
 # What postroom's PostgreSQL search sets for its own statements (search/postgres_fts.py); the
 # raw query gets the same, so the ceiling is planned as well as postroom's search is.
@@ -68,6 +70,8 @@ class Query:
     params: dict[str, Any] = field(default_factory=dict)
     headers: bool = False
     """Only header fields named: on PostgreSQL an expert reads the narrow header table."""
+    pairs: str | None = None
+    """A phrase's adjacent word pairs: on PostgreSQL an expert also asks the pair index."""
 
 
 def _fts(tokens: Sequence[str], column: str | None = None) -> str:
@@ -77,6 +81,13 @@ def _fts(tokens: Sequence[str], column: str | None = None) -> str:
 
 def _tsq(tokens: Sequence[str], weight: str = "") -> str:
     return " <-> ".join(f"'{t}'" + (f":{weight}" if weight else "") for t in tokens)
+
+
+def _pairs(tokens: Sequence[str]) -> str | None:
+    """``('a b' & 'b c') | '!'`` for a phrase (``search_fts_pairs``, migration 0015: ``'!'``
+    marks a document whose pairs were too many to store); None for a single word."""
+    pairs = [f"'{a} {b}'" for a, b in pairwise(tokens)]
+    return "(" + " & ".join(pairs) + ") | '!'" if pairs else None
 
 
 def make_queries(corpus: Corpus, per_family: int, seed: int = 11) -> list[Query]:
@@ -102,7 +113,7 @@ def make_queries(corpus: Corpus, per_family: int, seed: int = 11) -> list[Query]
                 f"{_fts([w1])} AND {_fts([w2])}",
                 f"{_tsq([w1])} & {_tsq([w2])}",
             ),
-            Query("phrase", user, f'"{a} {b}"', _fts([a, b]), _tsq([a, b])),
+            Query("phrase", user, f'"{a} {b}"', _fts([a, b]), _tsq([a, b]), pairs=_pairs([a, b])),
             Query(
                 "from:",
                 user,
@@ -158,7 +169,7 @@ def make_queries(corpus: Corpus, per_family: int, seed: int = 11) -> list[Query]
                 None,
                 "m.flagged = true AND m.has_attachments = true",
             ),
-            Query("CJK", user, cjk, _fts(cjk_tokens), _tsq(cjk_tokens)),
+            Query("CJK", user, cjk, _fts(cjk_tokens), _tsq(cjk_tokens), pairs=_pairs(cjk_tokens)),
         ]
     return out
 
@@ -171,7 +182,9 @@ def _raw_sql(dialect: str, query: Query) -> str:
     best first, ties newest first, one page. Written the way the engine is fastest at it: the
     walk cut off early, the score computed only for the window, the message rows read only
     for the page; on PostgreSQL a header-only query reads the narrow header table
-    (``search_fts_headers``), and every query runs with postroom's planner settings.
+    (``search_fts_headers``), a phrase also needs its word pairs in ``search_fts_pairs``
+    (whose GIN index has what the tsvector's lacks: adjacency), and every query runs with
+    postroom's planner settings.
     """
     where = f" AND {query.where}" if query.where else ""
     if query.fts5 is None:
@@ -197,9 +210,15 @@ def _raw_sql(dialect: str, query: Query) -> str:
                 "search_fts",
             )
         )
+        pairs = (
+            "JOIN search_fts_pairs pr ON pr.blob_key = m.blob_key "
+            "AND pr.vector @@ CAST(:pairs AS tsquery) "
+            if query.pairs
+            else ""
+        )
         window = (
             f"SELECT m.id, m.received_at, d.{vector} AS vector FROM messages m "
-            f"JOIN {source} d ON d.blob_key = m.blob_key "
+            f"JOIN {source} d ON d.blob_key = m.blob_key {pairs}"
             f"WHERE m.user_id = :user AND d.{vector} @@ CAST(:match AS tsquery){where} "
             f"ORDER BY m.received_at DESC, m.id DESC LIMIT {RANKED_WINDOW}"
         )
@@ -246,6 +265,7 @@ async def measure(
                 "user": users[query.user],
                 "match": query.fts5 if dialect == "sqlite" else query.tsquery,
                 "box": inboxes[users[query.user]],
+                "pairs": query.pairs,
                 **query.params,
             }
             async with store.db.session() as session:

@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from search.backend import SearchRequest
-from search.postgres_fts import postgres_search
+from search.postgres_fts import pairs_tsquery, postgres_search
 from search.query import parse
 from search.sql_query import RANKED_WINDOW, Plan, TextEngine, plan_search
 from search.sqlite_fts import sqlite_search
@@ -130,3 +130,22 @@ def test_only_header_fields_read_the_header_table_on_postgresql() -> None:
     assert engine.variant(parse("from:carol report")) == "full"
     assert engine.variant(parse("subject:report OR body:report")) == "full"
     assert ENGINES["sqlite"].variant(parse("from:carol")) == "fts5"
+
+
+def test_phrases_on_postgresql_are_narrowed_by_their_word_pairs() -> None:
+    """Every pair of a phrase is a value for the pair index; a prefix pair stays a prefix;
+    a document whose pairs were too many to store (``'!'``) is a candidate for any phrase."""
+    engine = ENGINES["postgresql"]
+    shape, values = plan(engine, '"weekly sync" notes')
+    assert shape[3] == ("pairs", (2,)) and values.values[2] == "(('weekly sync')) | '!'"
+    assert "weekly" not in repr(shape)
+    assert (
+        pairs_tsquery(parse('"a b c" OR "회의 인"'))
+        == "(('a b' & 'b c') | ('회의 의' & '의 인':*))"
+    )
+    assert engine.variant(parse('"weekly sync" -"sync notes"')) == "pairs"
+    assert pairs_tsquery(parse('"weekly sync" -"sync notes"')) == "('weekly sync')"
+    assert engine.variant(parse("weekly sync")) == "full"
+    assert engine.variant(parse('"weekly sync" OR notes')) == "full"
+    assert engine.variant(parse('-"weekly sync" notes')) == "full"
+    assert engine.variant(parse('subject:"weekly sync"')) == "header"
