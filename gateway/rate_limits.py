@@ -31,10 +31,8 @@ from storage.registry import open_limit_storage
 __all__ = [
     "RateLimits",
     "ReadLimit",
-    "SendLimit",
     "SendingUser",
     "read_limit",
-    "send_limit",
     "sending_user",
 ]
 
@@ -109,17 +107,12 @@ async def read_limit(request: Request, user: CurrentUser) -> None:
         await _limits(request).spend("read", user.id, _ip(request))
 
 
-async def send_limit(request: Request, user: CurrentUser) -> None:
-    await _limits(request).spend("send", user.id, _ip(request))
-
-
 async def sending_user(request: Request, user: CurrentUser) -> User:
     """The signed-in user, once a send has been counted against their budget: one dependency
-    for ``POST /send`` instead of two (FastAPI's per-request cost grows with each)."""
+    for the sending routes instead of two (FastAPI's per-request cost grows with each)."""
     await _limits(request).spend("send", user.id, _ip(request))
     return user
 
 
 ReadLimit = Annotated[None, Depends(read_limit)]
-SendLimit = Annotated[None, Depends(send_limit)]
 SendingUser = Annotated[User, Depends(sending_user)]

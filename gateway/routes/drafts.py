@@ -9,7 +9,7 @@ from sqlalchemy import CursorResult, delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import CurrentUser, Store
-from gateway.rate_limits import SendLimit
+from gateway.rate_limits import SendingUser
 from gateway.schemas import SendAccepted
 from gateway.send_schemas import DraftList, DraftOut, SendRequest
 from gateway.sending import accepted, prepare, send
@@ -91,9 +91,7 @@ async def delete_draft(store: Store, user: CurrentUser, draft_id: str) -> Respon
     response_model=SendAccepted,
     responses={409: {"description": "The draft was sent (or deleted) meanwhile."}},
 )
-async def send_draft(
-    store: Store, user: CurrentUser, _rate: SendLimit, draft_id: str
-) -> SendAccepted:
+async def send_draft(store: Store, user: SendingUser, draft_id: str) -> SendAccepted:
     """Send the draft as saved; it leaves Drafts in the same transaction that queues it."""
     async with store.db.session() as session:
         draft = await drafts.get_draft(session, user.id, draft_id)
