@@ -11,6 +11,8 @@ journal fold their commits together: every temporary file written, then each fsy
 renamed, and each distinct directory fsynced once. ext4 commits every pending metadata change
 with the first fsync (all the files' creations, all the renames), so the later fsyncs find
 little left to commit; files written one after another pay a journal commit or two each.
+Where ``syncfs`` is known to be enough (:mod:`postroom.filesystem_sync`), a batch asks for
+one flush before its renames and one after, whatever the number of files.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from postroom.filesystem_sync import sync_filesystem
 
 __all__ = ["write_all_durably", "write_durably"]
 
@@ -42,7 +46,10 @@ class _Temp:
 
 
 def write_all_durably(
-    items: Sequence[tuple[str, bytes]], known_dirs: set[str] | None = None
+    items: Sequence[tuple[str, bytes]],
+    known_dirs: set[str] | None = None,
+    *,
+    flush_together: bool = False,
 ) -> list[OSError | None]:
     """Write each ``(path, bytes)`` durably; per item, ``None`` or the OSError that failed it.
 
@@ -58,6 +65,11 @@ def write_all_durably(
     call makes or meets are added to it once fsynced in their parents. A known directory
     deleted since is noticed (``mkstemp`` finds no directory) and made again. Of two items
     with one path, the later one wins.
+
+    ``flush_together`` (the caller checked :func:`filesystem_sync.flushes_together` for these
+    paths): more than one item is made durable by two ``syncfs`` calls, one before the renames
+    and one after, instead of an fsync per file and per directory. If either reports an
+    error, the fsyncs are done after all, so each item gets its own answer.
     """
     known: set[str] = set() if known_dirs is None else known_dirs
     fresh: dict[str, None] = {}
@@ -77,12 +89,9 @@ def write_all_durably(
                 _write_all(fd, data)
             except OSError as exc:
                 errors[index] = exc
-        for temp in temps:
-            if temp.fd is not None and errors[temp.index] is None:
-                try:
-                    os.fsync(temp.fd)
-                except OSError as exc:
-                    errors[temp.index] = exc
+        together = flush_together and len(temps) > 1 and _flushed(temps)
+        if not together:
+            _fsync_each(temps, errors)
         for temp in temps:
             if temp.fd is not None:
                 fd, temp.fd = temp.fd, None
@@ -98,11 +107,42 @@ def write_all_durably(
                     errors[temp.index] = exc
                 else:
                     temp.renamed = True
-        _sync_directories([t for t in temps if t.renamed], errors, known, fresh)
+        renamed = [t for t in temps if t.renamed]
+        if together and renamed and _flushed(renamed, directory=True):
+            known.update(fresh)  # every directory made, and every name in it, is durable
+        else:
+            _sync_directories(renamed, errors, known, fresh)
     finally:
         for temp in temps:
             _discard(temp)
     return errors
+
+
+def _fsync_each(temps: list[_Temp], errors: list[OSError | None]) -> None:
+    for temp in temps:
+        if temp.fd is not None and errors[temp.index] is None:
+            try:
+                os.fsync(temp.fd)
+            except OSError as exc:
+                errors[temp.index] = exc
+
+
+def _flushed(temps: list[_Temp], *, directory: bool = False) -> bool:
+    """One ``syncfs`` for the filesystem of ``temps``: whether it succeeded. It is called on
+    a descriptor opened in this batch, so it reports errors since then, ours included."""
+    try:
+        if directory:
+            fd = os.open(temps[0].parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                sync_filesystem(fd)
+            finally:
+                os.close(fd)
+        else:
+            fd = next(t.fd for t in temps if t.fd is not None)
+            sync_filesystem(fd)
+    except (OSError, StopIteration):
+        return False
+    return True
 
 
 def _parent(path: str) -> str:

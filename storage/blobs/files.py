@@ -6,10 +6,11 @@ read of a small blob (see ``INLINE_READ``).
 
 Puts that arrive while a write is under way are written together by one thread call (group
 commit, ``storage/queues/group_commit.py``): under 50 concurrent sends, one thread hop for the
-batch instead of one a put, fsyncs ordered so the journal folds them together
-(``write_all_durably``), and one thread instead of several fighting the event loop for the
-GIL. Each caller is answered once its own blob is durable; a blob that cannot be written fails
-its own caller only.
+batch instead of one a put, one ``syncfs`` before the renames and one after instead of an
+fsync per file and per directory where the filesystem allows (``postroom/filesystem_sync.py``;
+elsewhere fsyncs ordered so a journal folds them together, ``write_all_durably``), and one
+thread instead of several fighting the event loop for the GIL. Each caller is answered once
+its own blob is durable; a blob that cannot be written fails its own caller only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from postroom.durable_files import write_all_durably
 from postroom.errors import BlobNotFound, ConfigurationError
+from postroom.filesystem_sync import flushes_together
 from storage.blobs import blob_key
 from storage.queues.group_commit import GroupCommit
 
@@ -44,6 +46,7 @@ class FileBlobStore:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._base = os.fspath(root)
+        self._together = flushes_together(self._base)
         self._dirs: set[str] = set()
         """Directories (``ab``, ``ab/cd``) known to exist, their entries fsynced: no ``mkdir``
         a put. Only the batch writer's thread touches it, one batch at a time."""
@@ -94,7 +97,9 @@ class FileBlobStore:
                 pass  # absent, or unreachable: the write says why
             slot[key] = len(writes)
             writes.append((path, data))
-        errors = write_all_durably(writes, self._dirs) if writes else []
+        errors = (
+            write_all_durably(writes, self._dirs, flush_together=self._together) if writes else []
+        )
         return [None if slot[key] < 0 else errors[slot[key]] for key, _ in puts]
 
     async def get(self, key: str) -> bytes:

@@ -9,13 +9,17 @@ real: ``asyncio.gather`` submits every put before the writer first runs.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from postroom import durable_files
 from postroom.durable_files import write_all_durably, write_durably
+from postroom.filesystem_sync import flushes_together
 from storage.blobs.files import MAX_BATCH, FileBlobStore
 
 
@@ -192,3 +196,83 @@ def test_write_all_durably_reports_each_failure_in_its_own_place(tmp_path: Path)
     assert (tmp_path / "a" / "one").read_bytes() == b"one again"  # the later item wins
     assert (tmp_path / "a" / "b" / "three").read_bytes() == b"3"
     assert sorted(tmp_path.rglob(".tmp-*")) == []
+
+
+class _Calls:
+    """Counts the real ``syncfs`` and ``fsync`` calls of a batch (each still does its work)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, syncfs_error: int | None) -> None:
+        self.syncfs = 0
+        self.fsync = 0
+        real_syncfs = durable_files.sync_filesystem
+        real_fsync = os.fsync
+
+        def syncfs(fd: int) -> None:
+            self.syncfs += 1
+            if syncfs_error is not None:
+                raise OSError(syncfs_error, os.strerror(syncfs_error))
+            real_syncfs(fd)
+
+        def fsync(fd: int) -> None:
+            self.fsync += 1
+            real_fsync(fd)
+
+        monkeypatch.setattr(durable_files, "sync_filesystem", syncfs)
+        monkeypatch.setattr(durable_files.os, "fsync", fsync)
+
+
+def _batch(root: Path, count: int) -> list[tuple[str, bytes]]:
+    payloads = [f"message {n}\r\n".encode() for n in range(count)]
+    return [(str(_blob_path(root, _key(data))), data) for data in payloads]
+
+
+def test_a_batch_flushed_together_costs_two_syncfs_and_no_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = _batch(tmp_path, 20)
+    calls = _Calls(monkeypatch, syncfs_error=None)
+    known: set[str] = set()
+
+    errors = write_all_durably(items, known, flush_together=True)
+
+    assert errors == [None] * 20
+    assert (calls.syncfs, calls.fsync) == (2, 0)
+    for path, data in items:
+        assert Path(path).read_bytes() == data
+    made = {os.path.dirname(p) for p, _ in items} | {
+        os.path.dirname(os.path.dirname(p)) for p, _ in items
+    }
+    assert made <= known  # no directory of theirs is fsynced again by a later batch
+    assert _leftovers(tmp_path) == []
+
+
+def test_when_syncfs_reports_an_error_each_file_and_directory_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = _batch(tmp_path, 5)
+    calls = _Calls(monkeypatch, syncfs_error=errno.EIO)
+
+    errors = write_all_durably(items, flush_together=True)
+
+    assert errors == [None] * 5
+    directories = {os.path.dirname(p) for p, _ in items}
+    parents = {os.path.dirname(d) for d in directories}
+    assert calls.syncfs == 1  # the first failed: the files were fsynced instead
+    assert calls.fsync == len(items) + len(directories) + len(parents) + 1  # + tmp_path
+    for path, data in items:
+        assert Path(path).read_bytes() == data
+
+
+async def test_the_store_flushes_a_batch_of_puts_together_on_a_local_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "blobs"
+    assert flushes_together(str(tmp_path))  # ext4 or tmpfs on these machines
+    blobs = FileBlobStore(root)
+    payloads = [f"message {n}\r\n".encode() for n in range(30)]
+    calls = _Calls(monkeypatch, syncfs_error=None)
+
+    keys = await asyncio.gather(*(blobs.put(data) for data in payloads))
+
+    assert calls.fsync == 0 and calls.syncfs >= 2
+    assert [await blobs.get(key) for key in keys] == payloads
