@@ -18,7 +18,6 @@ sends that have not gone out.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -27,14 +26,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
     CompoundSelect,
-    String,
     Table,
-    any_,
     bindparam,
-    func,
     literal_column,
     or_,
     select,
@@ -45,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from postroom.errors import InvalidInput
 from postroom.message import ParsedMessage, parse_message
 from storage.db.database import Database
+from storage.db.lone_read import list_parameter, one_of
 from storage.db.models import Domain, Suppression, User
 from storage.db.types import UTCDateTime, utcnow
 from storage.queues import INCOMING, OUTGOING, Hint, TransactionalQueue
@@ -217,21 +212,14 @@ def _recipient_facts_statement(dialect: str) -> CompoundSelect[Any]:
     SQLite (``IN json_each``), never an expanding ``IN`` rendered again at every execution."""
     statement = _RECIPIENT_FACTS.get(dialect)
     if statement is None:
-
-        def one_of(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
-            if dialect == "postgresql":
-                return column == any_(bindparam(name, type_=ARRAY(String)))
-            listed = func.json_each(bindparam(name, type_=String))
-            return column.in_(select(literal_column("value")).select_from(listed))
-
         statement = _RECIPIENT_FACTS[dialect] = union_all(
             select(literal_column("'domain'").label("kind"), _DOMAINS.name.label("value")).where(
-                one_of(_DOMAINS.name, "domains")
+                one_of(_DOMAINS.name, "domains", dialect)
             ),
             select(
                 literal_column("'suppressed'").label("kind"), _SUPPRESSIONS.address.label("value")
             ).where(
-                one_of(_SUPPRESSIONS.address, "addresses"),
+                one_of(_SUPPRESSIONS.address, "addresses", dialect),
                 # suppressions.active's condition: an expired entry blocks nothing
                 or_(
                     _SUPPRESSIONS.expires_at.is_(None),
@@ -240,10 +228,6 @@ def _recipient_facts_statement(dialect: str) -> CompoundSelect[Any]:
             ),
         )
     return statement
-
-
-def _list_parameter(dialect: str, values: list[str]) -> list[str] | str:
-    return values if dialect == "postgresql" else json.dumps(values)
 
 
 Facts = tuple[set[str], bool]
@@ -278,10 +262,10 @@ async def _recipient_facts(store: Storage, requests: Sequence[list[str]]) -> lis
     rows = await store.db.lone.all(
         _recipient_facts_statement(dialect),
         {
-            "domains": _list_parameter(
+            "domains": list_parameter(
                 dialect, sorted({address.rsplit("@", 1)[1] for address in everyone})
             ),
-            "addresses": _list_parameter(dialect, sorted({a.lower() for a in everyone})),
+            "addresses": list_parameter(dialect, sorted({a.lower() for a in everyone})),
             "now": utcnow(),
         },
     )

@@ -8,13 +8,14 @@ several processes share one budget. Rates are written as the ``limits`` package 
 :func:`spend_in_order` counts one request against several fixed windows (a user's and an IP
 address's) in one Redis round trip instead of one per window: the ``limits`` package's own
 increment-and-expire, for every counter in a single script, under its key names, so its
-``get_window_stats`` and every other process read the same counters.
+``get_window_stats`` and every other process read the same counters. Requests spending at the
+same moment share a pipeline (:func:`_redis_spends`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 from limits import RateLimitItem, parse, parse_many
@@ -22,6 +23,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.storage import storage_from_string
 
 from postroom.errors import ConfigurationError
+from storage.queues.group_commit import GroupCommit
 
 __all__ = ["memory_counters", "parse_rate", "parse_rates", "redis_counters", "spend_in_order"]
 
@@ -78,7 +80,34 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
-_scripts: WeakKeyDictionary[Storage, Any] = WeakKeyDictionary()
+Spend = tuple[list[str], list[int]]
+"""One request's counters (prefixed keys) and the script's arguments for them."""
+_SPENDS: WeakKeyDictionary[Storage, GroupCommit[Spend, int]] = WeakKeyDictionary()
+
+
+def _redis_spends(storage: RedisStorage) -> GroupCommit[Spend, int]:
+    """The spends of the requests arriving together, sent as one pipeline.
+
+    Each request is still its own script call, counted atomically on its own; the batch only
+    shares the round trip and one connection checkout (under 50 concurrent API requests the
+    script call each was the largest single cost of a read after the framework itself).
+    """
+    spends = _SPENDS.get(storage)
+    if spends is None:
+        client: Any = cast(Any, storage).bridge.get_connection()
+        script = client.register_script(_SPEND_IN_ORDER)
+
+        async def run(batch: Sequence[Spend]) -> list[int]:
+            if len(batch) == 1:
+                keys, args = batch[0]
+                return [int(await script(keys=keys, args=args))]
+            pipeline = client.pipeline(transaction=False)
+            for keys, args in batch:
+                await script(keys=keys, args=args, client=pipeline)
+            return [int(over) for over in await pipeline.execute()]
+
+        spends = _SPENDS[storage] = GroupCommit(run)
+    return spends
 
 
 async def spend_in_order(
@@ -93,13 +122,11 @@ async def spend_in_order(
     keys = [item.key_for(*identifiers) for item, identifiers in hits]
     if isinstance(storage, RedisStorage):
         bridge: Any = storage.bridge
-        script = _scripts.get(storage)
-        if script is None:
-            script = _scripts[storage] = bridge.get_connection().register_script(_SPEND_IN_ORDER)
         args: list[int] = []
         for item, _identifiers in hits:
             args += [item.get_expiry(), 1, item.amount]
-        over = int(await script(keys=[bridge.prefixed_key(key) for key in keys], args=args))
+        prefixed = [bridge.prefixed_key(key) for key in keys]
+        over = await _redis_spends(storage).submit((prefixed, args))
         return over - 1 if over else None
     for index, ((item, _identifiers), key) in enumerate(zip(hits, keys, strict=True)):
         if await storage.incr(key, item.get_expiry(), amount=1) > item.amount:

@@ -22,12 +22,15 @@ of CPU for a primary-key read the database answers in 10 µs, on every request. 
   SQLite and its columns converted by the column types' own result processors, so values come
   back exactly as through SQLAlchemy (aware UTC datetimes, booleans).
 
-Only plain statements: no expanding (``IN``) parameters.
+Only plain statements: no expanding (``IN``) parameters. A list of values is one parameter
+instead (:func:`one_of`, :func:`list_parameter`): an array on PostgreSQL (``= ANY``), JSON
+text on SQLite (``IN json_each``), so the statement is compiled once whatever the length.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,13 +38,24 @@ from typing import Any, Protocol
 
 import aiosqlite
 import asyncpg  # type: ignore[import-untyped]  # no stubs; the pool is used as Any
-from sqlalchemy import CompoundSelect, Select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from postroom.errors import StorageError
 
-__all__ = ["AsyncpgRead", "EngineRead", "LoneRead", "SqliteRead"]
+__all__ = ["AsyncpgRead", "EngineRead", "LoneRead", "SqliteRead", "list_parameter", "one_of"]
 
 Processor = Callable[[Any], Any] | None
 Statement = Select[Any] | CompoundSelect[Any]
@@ -51,6 +65,8 @@ _SQLALCHEMY_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name
 
 
 class LoneRead(Protocol):
+    dialect: Dialect
+
     async def first(self, statement: Statement, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """The statement's first row by column key, or None when it has no rows."""
         ...
@@ -62,11 +78,25 @@ class LoneRead(Protocol):
     async def close(self) -> None: ...
 
 
+def one_of(column: ColumnElement[str], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` is one of the list given as parameter ``name`` (see :func:`list_parameter`)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    listed = func.json_each(bindparam(name, type_=String))
+    return column.in_(select(literal_column("value")).select_from(listed))
+
+
+def list_parameter(dialect: str, values: list[str]) -> list[str] | str:
+    """``values`` as the parameter of a :func:`one_of` condition."""
+    return values if dialect == "postgresql" else json.dumps(values)
+
+
 class EngineRead:
     """SQLAlchemy Core on a pooled connection of ``engine`` (the read-only one)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.dialect = engine.dialect
 
     async def first(self, statement: Statement, params: Mapping[str, Any]) -> dict[str, Any] | None:
         async with self.engine.connect() as connection:
@@ -152,6 +182,7 @@ class AsyncpgRead:
 
     def __init__(self, engine: AsyncEngine, *, size: int = 5) -> None:
         self.engine = engine
+        self.dialect = engine.dialect
         self.size = size
         self._fallback = EngineRead(engine)
         self._pool: asyncpg.Pool | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -60,3 +61,21 @@ async def test_a_window_expires_as_limits_sets_it(counters: Storage) -> None:
     stats = await FixedWindowRateLimiter(counters).get_window_stats(item, "send", "user", "bob")
     assert stats.remaining == 2
     assert time.time() < stats.reset_time <= time.time() + 60
+
+
+async def test_spends_arriving_together_are_each_counted_in_their_own_order(
+    counters: Storage,
+) -> None:
+    """On Redis, concurrent spends share one pipeline; each is still its own atomic script:
+    exactly the budget passes, and a refused spend leaves its later windows uncounted."""
+    user, ip = parse("4/hour"), parse("100/hour")
+    ann = _hits(user, ip)
+    bob = [(user, ["read", "user", "bob"]), (ip, ["read", "IP address", "10.0.0.1"])]
+
+    outcomes = await asyncio.gather(*(spend_in_order(counters, who) for who in [ann, bob] * 10))
+
+    assert sorted(outcomes[0::2], key=str) == [0] * 6 + [None] * 4
+    assert sorted(outcomes[1::2], key=str) == [0] * 6 + [None] * 4
+    limiter = FixedWindowRateLimiter(counters)
+    ip_stats = await limiter.get_window_stats(ip, "read", "IP address", "10.0.0.1")
+    assert ip_stats.remaining == 100 - 8  # only the spends their users' windows let through

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import update
 
 from postroom.errors import AuthenticationFailed
-from storage.db.models import User
+from storage.db.models import AuthToken, User
+from storage.db.types import utcnow
 from storage.registry import Storage
 from storage.repositories.accounts import add_domain, add_user
-from storage.repositories.tokens import authenticate_recent, issue_token, revoke_token
+from storage.repositories.tokens import (
+    Authenticated,
+    authenticate_recent,
+    issue_token,
+    revoke_token,
+)
 
 
 async def _signed_in(store: Storage) -> tuple[User, str]:
@@ -46,3 +56,36 @@ async def test_a_revoked_token_fails_its_next_check(store: Storage) -> None:
         await authenticate_recent(store.db.lone, secret)
     with pytest.raises(AuthenticationFailed, match="unknown"):
         await authenticate_recent(store.db.lone, "prt_" + "x" * 43)
+
+
+async def test_checks_arriving_together_each_get_their_own_answer(store: Storage) -> None:
+    """Concurrent checks share one read (``asyncio.gather`` starts them all before it runs):
+    each still gets its own token's user, or its own refusal."""
+    async with store.db.session() as session, session.begin():
+        await add_domain(session, "many.test")
+        users = [await add_user(session, f"u{n}@many.test", "a long password") for n in range(4)]
+        good = [(await issue_token(session, u.id, ttl_seconds=3600))[0] for u in users]
+        expired, _ = await issue_token(session, users[0].id, ttl_seconds=3600)
+        revoked, _ = await issue_token(session, users[1].id, ttl_seconds=3600)
+        await revoke_token(session, revoked)
+    async with store.db.session() as session, session.begin():
+        await session.execute(
+            update(AuthToken)
+            .where(AuthToken.token_hash == hashlib.sha256(expired.encode()).hexdigest())
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    unknown = "prt_" + "y" * 43
+    asked = [good[0], revoked, good[1], unknown, good[2], good[0], expired, good[3]] * 3
+
+    answers = await asyncio.gather(
+        *(authenticate_recent(store.db.lone, secret) for secret in asked),
+        return_exceptions=True,
+    )
+
+    owner = {secret: user.address for secret, user in zip(good, users, strict=True)}
+    for secret, answer in zip(asked, answers, strict=True):
+        if secret in owner:
+            assert isinstance(answer, Authenticated) and answer.user.address == owner[secret]
+        else:
+            assert isinstance(answer, AuthenticationFailed)
+            assert ("unknown" if secret == unknown else "expired or was revoked") in str(answer)
