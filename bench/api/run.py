@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.support import markdown_table, note, write_result
+from bench.support import cpu_seconds, markdown_table, note, write_result
 from bench.targets import Target, ratio_target, write_targets
 from tests.support.platform import Platform
 from tests.support.redis import REDIS_URL, delete_prefix, unique_prefix
@@ -64,6 +64,13 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    server_cpu: float = 0.0
+    """CPU seconds the gateway process used while measured (all its threads)."""
+
+    @property
+    def cpu_per_request(self) -> float:
+        """Milliseconds of the gateway's CPU a request: where a ratio's cost goes."""
+        return self.server_cpu / len(self.latencies) * 1000 if self.latencies else float("nan")
 
     @property
     def rate(self) -> float:
@@ -112,14 +119,26 @@ async def _client(
             await writer.wait_closed()
 
 
-async def run_load(port: int, requests: list[bytes], expect: int, seconds: float) -> Load:
+async def run_load(
+    port: int, requests: list[bytes], expect: int, seconds: float, server_pid: int | None = None
+) -> Load:
     """One keep-alive client per request given, each repeating its request."""
     load = Load()
     start = time.monotonic()
     measure_from = start + 1.0
     until = measure_from + seconds
+
+    async def server_cpu() -> None:
+        if server_pid is None:
+            return
+        await asyncio.sleep(measure_from - time.monotonic())
+        before = cpu_seconds(server_pid)
+        await asyncio.sleep(until - time.monotonic())
+        load.server_cpu = cpu_seconds(server_pid) - before
+
     await asyncio.gather(
-        *(_client(port, request, expect, until, measure_from, load) for request in requests)
+        server_cpu(),
+        *(_client(port, request, expect, until, measure_from, load) for request in requests),
     )
     load.seconds = seconds
     return load
@@ -193,7 +212,8 @@ async def measure(
     results: dict[str, Load] = {}
     for name, (requests, expect) in plan.items():
         note(f"{clients} clients on {name} for {seconds:.0f} s")
-        results[name] = await run_load(port, requests, expect, seconds)
+        server = platform.role_processes[-1].pid
+        results[name] = await run_load(port, requests, expect, seconds, server)
     return results
 
 
@@ -213,6 +233,7 @@ def rows(setup: str, results: dict[str, Load]) -> list[list[str]]:
                 f"{load.rate:.0f}",
                 f"{load.percentile(50):.1f}",
                 f"{load.percentile(99):.1f}",
+                f"{load.cpu_per_request:.2f}",
                 str(load.errors),
                 f"{ratio:.2f}x",
                 verdict,
@@ -260,11 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"`postroom run gateway`, {args.clients} concurrent keep-alive clients, "
         f"{args.seconds:.0f} s per endpoint after 1 s of warm-up; latency in ms. Ratio: "
         "requests per second against the trivial endpoint (`GET /healthz`) of the same server "
-        "in the same run. Load average (1, 5, 15 min) before: "
+        "in the same run. CPU: the gateway process's (every thread) per request measured. "
+        "Load average (1, 5, 15 min) before: "
         f"{_loads(load_before)}; after: {_loads(os.getloadavg())} (on "
         f"{os.cpu_count()} CPUs).\n\n"
         + markdown_table(
-            ["setup", "endpoint", "req/s", "p50", "p99", "errors", "ratio", "target"],
+            ["setup", "endpoint", "req/s", "p50", "p99", "CPU ms/req", "errors", "ratio", "target"],
             table,
             right=2,
         )
