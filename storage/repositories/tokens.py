@@ -115,17 +115,16 @@ class _RecentTokens:
 _recent = _RecentTokens()
 
 
-_CHECK = (
-    select(
-        AuthToken.revoked_at.label("token_revoked_at"),
-        AuthToken.expires_at.label("token_expires_at"),
-        *User.__table__.columns,
-    )
-    .join_from(AuthToken, User, User.id == AuthToken.user_id)
-    .where(AuthToken.token_hash == bindparam("key"))
-)
+_TOKEN_AND_USER = select(
+    AuthToken.token_hash.label("token_hash"),
+    AuthToken.revoked_at.label("token_revoked_at"),
+    AuthToken.expires_at.label("token_expires_at"),
+    *User.__table__.columns,
+).join_from(AuthToken, User, User.id == AuthToken.user_id)
 """The token and its user in one Core statement: no ORM identity map or session to pay for on
 every request, and the user's ``change_seq`` comes along for the page cache."""
+
+_CHECK = _TOKEN_AND_USER.where(AuthToken.token_hash == bindparam("key"))
 
 _USER_FIELDS = tuple(column.key for column in User.__table__.columns)
 
@@ -136,15 +135,8 @@ def _check_many(dialect: str) -> Select[Any]:
     """:data:`_CHECK` for a list of token hashes, each row saying whose it is."""
     statement = _CHECK_MANY.get(dialect)
     if statement is None:
-        statement = _CHECK_MANY[dialect] = (
-            select(
-                AuthToken.token_hash.label("token_hash"),
-                AuthToken.revoked_at.label("token_revoked_at"),
-                AuthToken.expires_at.label("token_expires_at"),
-                *User.__table__.columns,
-            )
-            .join_from(AuthToken, User, User.id == AuthToken.user_id)
-            .where(one_of(AuthToken.__table__.c.token_hash, "keys", dialect))
+        statement = _CHECK_MANY[dialect] = _TOKEN_AND_USER.where(
+            one_of(AuthToken.__table__.c.token_hash, "keys", dialect)
         )
     return statement
 
