@@ -35,6 +35,7 @@ from sqlalchemy.util import await_only
 
 from postroom.errors import StorageError
 from storage.db.lone_read import AsyncpgRead, EngineRead, LoneRead, SqliteRead
+from storage.db.sqlite_driver import connector
 
 __all__ = [
     "Database",
@@ -144,7 +145,7 @@ class _WriterLock:
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
         try:
-            await_only(asyncio.wait_for(lock.acquire(), WRITE_LOCK_TIMEOUT))
+            await_only(_acquire(lock))
         except TimeoutError:
             raise StorageError(
                 f"the database stayed busy with other writes for {WRITE_LOCK_TIMEOUT:.0f} s; "
@@ -158,6 +159,13 @@ class _WriterLock:
             lock.release()
 
 
+async def _acquire(lock: asyncio.Lock) -> None:
+    """``lock`` within :data:`WRITE_LOCK_TIMEOUT`; a free lock is taken without a turn of the
+    event loop (``asyncio.wait_for`` would start a task for it: two turns, on every write)."""
+    async with asyncio.timeout(WRITE_LOCK_TIMEOUT):
+        await lock.acquire()
+
+
 def open_sqlite(url: str) -> Database:
     """SQLite in WAL mode: readers take no lock; each write transaction takes it first.
 
@@ -169,7 +177,15 @@ def open_sqlite(url: str) -> Database:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    on_disk = bool(database) and database != ":memory:"
+    engine = create_async_engine(
+        url,
+        # one hand-off to the connection's thread per statement, not four: sqlite_driver.py
+        async_creator=connector(database or ":memory:", timeout=30),
+        # each connection has its own page cache, dropped when another one wrote: the last
+        # connection back (the last writer, often) is the one whose cache is still good
+        **({"pool_use_lifo": True} if on_disk else {}),
+    )
     writers = _WriterLock()
 
     @event.listens_for(engine.sync_engine, "connect")

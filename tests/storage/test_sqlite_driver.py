@@ -1,0 +1,132 @@
+"""The SQLite engine's driver: one hand-off to the connection's thread per statement, with the
+same answers SQLAlchemy gets from plain aiosqlite; and the writer lock's timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from postroom.errors import StorageError
+from storage.db import database
+from storage.db.database import Database, open_sqlite
+from storage.db.models import Domain
+from storage.db.sqlite_driver import OneHopConnection
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    opened = open_sqlite(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
+    async with opened.engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every function sent to a connection's thread, in order."""
+    sent: list[str] = []
+    original = OneHopConnection._execute
+
+    async def counted(self: OneHopConnection, fn: Callable[..., Any], *args: Any) -> Any:
+        sent.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args)
+
+    monkeypatch.setattr(OneHopConnection, "_execute", counted)
+    return sent
+
+
+async def test_a_select_is_one_hand_off_and_gives_every_row(
+    db: Database, hand_offs: list[str]
+) -> None:
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO t (name) VALUES (:name)"), [{"name": f"n{i}"} for i in range(150)]
+        )
+    async with db.engine.connect() as connection:
+        await connection.exec_driver_sql("SELECT 1")  # the connection's first use: settled
+        hand_offs.clear()
+        result = await connection.execute(text("SELECT id, name FROM t ORDER BY id"))
+        rows = result.all()
+        assert hand_offs == ["_run"]
+    assert [tuple(row) for row in rows] == [(i + 1, f"n{i}") for i in range(150)]
+
+
+async def test_a_write_transaction_is_a_hand_off_per_statement_and_one_to_commit(
+    db: Database, hand_offs: list[str]
+) -> None:
+    async with db.session() as session:
+        async with session.begin():
+            await session.connection()
+            hand_offs.clear()
+            result = await session.execute(
+                text("INSERT INTO t (name) VALUES (:name)"), [{"name": "a"}, {"name": "b"}]
+            )
+            single = await session.execute(text("INSERT INTO t (name) VALUES ('c')"))
+            assert hand_offs == ["_run", "_run"]
+        assert hand_offs == ["_run", "_run", "commit"]
+    # going back to the pool with no transaction open asks the thread nothing
+    assert hand_offs == ["_run", "_run", "commit"]
+    assert result.rowcount == 2
+    assert single.lastrowid == 3  # type: ignore[attr-defined]
+
+
+async def test_an_error_is_sqlalchemys_and_rolls_back(db: Database) -> None:
+    async with db.engine.begin() as connection:
+        await connection.execute(text("INSERT INTO t (name) VALUES ('taken')"))
+    with pytest.raises(IntegrityError, match="UNIQUE"):
+        async with db.session() as session, session.begin():
+            await session.execute(text("INSERT INTO t (name) VALUES ('other')"))
+            await session.execute(text("INSERT INTO t (name) VALUES ('taken')"))
+    async with db.reader() as reader:
+        names = (await reader.scalars(text("SELECT name FROM t"))).all()
+    assert names == ["taken"]
+
+
+async def test_the_orm_reads_and_writes_through_it(db: Database) -> None:
+    async with db.engine.begin() as connection:
+        await connection.run_sync(Domain.metadata.create_all, tables=[Domain.__table__])
+    async with db.session() as session, session.begin():
+        session.add_all([Domain(name="one.test"), Domain(name="two.test")])
+    async with db.reader() as reader:
+        found = (await reader.scalars(select(Domain.name).order_by(Domain.name))).all()
+    assert found == ["one.test", "two.test"]
+
+
+async def test_a_writer_waiting_past_the_timeout_gets_an_error_to_act_on(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "WRITE_LOCK_TIMEOUT", 0.2)
+    async with db.session() as holder, holder.begin():
+        await holder.execute(text("INSERT INTO t (name) VALUES ('held')"))
+        with pytest.raises(StorageError, match="busy with other writes"):
+            async with db.session() as waiter, waiter.begin():
+                await waiter.execute(text("INSERT INTO t (name) VALUES ('late')"))
+    async with db.session() as after, after.begin():  # the lock was not left taken
+        await after.execute(text("INSERT INTO t (name) VALUES ('after')"))
+    async with db.reader() as reader:
+        names = (await reader.scalars(text("SELECT name FROM t ORDER BY id"))).all()
+    assert names == ["held", "after"]
+
+
+async def test_writers_queue_for_the_lock_in_turn(db: Database) -> None:
+    order: list[int] = []
+
+    async def write(n: int) -> None:
+        async with db.session() as session, session.begin():
+            await session.execute(text("INSERT INTO t (name) VALUES (:n)"), {"n": f"w{n}"})
+            order.append(n)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(write(n) for n in range(10)))
+    assert sorted(order) == list(range(10))
+    async with db.reader() as reader:
+        assert await reader.scalar(text("SELECT count(*) FROM t")) == 10
