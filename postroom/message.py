@@ -88,6 +88,17 @@ class ParsedMessage:
 
 
 def snippet_of(text: str) -> str:
+    """The first :data:`SNIPPET_LENGTH` characters of ``text`` with each run of whitespace made
+    one space, read from as little of ``text`` as gives them: every message filed is
+    snippeted, and collapsing the whitespace of a whole body (up to the size limit) to keep
+    200 characters of it was a few percent of the gateway's time on each send."""
+    end = SNIPPET_LENGTH * 2
+    while end < len(text):
+        head = _WS.sub(" ", text[:end]).lstrip()
+        if len(head) > SNIPPET_LENGTH:
+            # the whole text's snippet starts with ``head``, which is longer than it keeps
+            return head[:SNIPPET_LENGTH]
+        end *= 4
     return _WS.sub(" ", text).strip()[:SNIPPET_LENGTH]
 
 
