@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.exc import IntegrityError
 
 from postroom.errors import StorageError
@@ -130,3 +130,25 @@ async def test_writers_queue_for_the_lock_in_turn(db: Database) -> None:
     assert sorted(order) == list(range(10))
     async with db.reader() as reader:
         assert await reader.scalar(text("SELECT count(*) FROM t")) == 10
+
+
+async def test_many_rows_are_inserted_with_one_statement(db: Database) -> None:
+    """Each statement is one step with the GIL given up and taken back; per row, that was the
+    cost of a batch on a busy gateway."""
+    statements: list[str] = []
+    async with db.session() as session, session.begin():
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, OneHopConnection)
+        await driver.set_trace_callback(statements.append)
+        try:
+            await session.execute(
+                Table("t", MetaData(), Column("id", Integer), Column("name", String)).insert(),
+                [{"name": f"m{i}"} for i in range(25)],
+            )
+        finally:
+            await driver.set_trace_callback(None)
+    assert len([s for s in statements if s.startswith("INSERT")]) == 1
+    async with db.reader() as reader:
+        assert await reader.scalar(text("SELECT count(*) FROM t")) == 25
