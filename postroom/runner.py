@@ -13,6 +13,8 @@ import importlib
 import logging
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import func, select
 
@@ -46,6 +48,11 @@ def build_role(role: str, store: Storage) -> Service:
 
 
 async def run_roles(settings: Settings, roles: list[str]) -> None:
+    with _stop_signals() as stop:
+        await _run_until(stop, settings, roles)
+
+
+async def _run_until(stop: asyncio.Event, settings: Settings, roles: list[str]) -> None:
     store = open_storage(settings)
     started: list[Service] = []
     try:
@@ -66,7 +73,7 @@ async def run_roles(settings: Settings, roles: list[str]) -> None:
         # 50 concurrent API clients they paused the event loop long enough to be the p99.
         gc.freeze()
         log.info("postroom is up (%s); stop with Ctrl-C or SIGTERM", ", ".join(roles))
-        await _wait_for_signal()
+        await stop.wait()
         grace = settings.shutdown_grace_seconds
         log.info("stopping: taking no new work, finishing what is in flight (up to %.0f s)", grace)
     finally:
@@ -77,13 +84,20 @@ async def run_roles(settings: Settings, roles: list[str]) -> None:
             log.info("stopped in %.1f s", time.monotonic() - began)
 
 
-async def _wait_for_signal() -> None:
+@contextmanager
+def _stop_signals() -> Iterator[asyncio.Event]:
+    """An event SIGTERM and SIGINT set, from before the first role starts.
+
+    Taken over only after "postroom is up" was logged, a signal sent on reading that line (a
+    supervisor, the tests) could arrive first and kill the process with the default action,
+    nothing stopped gracefully. A signal during startup now stops it as soon as it is up.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
