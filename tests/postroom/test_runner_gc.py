@@ -11,15 +11,12 @@ import asyncio
 import gc
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from postroom.runner import run_roles
 from postroom.settings import Settings
-from storage.schema import migrate
-from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -30,14 +27,9 @@ def unfrozen() -> Iterator[None]:
 
 
 async def test_objects_made_while_starting_are_frozen_once_the_roles_serve(
-    tmp_path: Path, unfrozen: None
+    gateway_settings: Settings, unfrozen: None
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'postroom.db'}",
-        http_port=free_port(),
-    )
-    await asyncio.to_thread(migrate, settings.database_url)
+    settings = gateway_settings
     assert gc.get_freeze_count() == 0
     running = asyncio.create_task(run_roles(settings, ["gateway"]))
     try:

@@ -10,14 +10,11 @@ import asyncio
 import logging
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 from postroom.runner import run_roles
 from postroom.settings import Settings
-from storage.schema import migrate
-from tests.support.ports import free_port
 
 
 class _TermOnUp(logging.Handler):
@@ -37,20 +34,14 @@ class _TermOnUp(logging.Handler):
 
 
 async def test_sigterm_on_the_up_line_stops_every_role_gracefully(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    gateway_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'postroom.db'}",
-        http_port=free_port(),
-    )
-    await asyncio.to_thread(migrate, settings.database_url)
     watcher = _TermOnUp(signal.getsignal(signal.SIGTERM))
     runner_log = logging.getLogger("postroom")
     runner_log.addHandler(watcher)
     caplog.set_level(logging.INFO, logger="postroom")
     try:
-        await asyncio.wait_for(run_roles(settings, ["gateway"]), timeout=30)
+        await asyncio.wait_for(run_roles(gateway_settings, ["gateway"]), timeout=30)
     except TimeoutError:
         pytest.fail(f"still running 30 s on; SIGTERM handled when up: {watcher.handled_when_up}")
     finally:
