@@ -175,9 +175,9 @@ def open_sqlite(url: str) -> Database:
     our 250 promises. Readers (``db.reader()``) take no lock and, in WAL, never wait.
     """
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    on_disk = bool(database) and database != ":memory:"
+    on_disk = database if database and database != ":memory:" else None
+    if on_disk:
+        Path(on_disk).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
         url,
         # one hand-off to the connection's thread per statement, not four: sqlite_driver.py
@@ -226,7 +226,7 @@ def open_sqlite(url: str) -> Database:
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         writers.release(record)
 
-    lone = SqliteRead(database, engine.dialect) if database and database != ":memory:" else None
+    lone = SqliteRead(on_disk, engine.dialect) if on_disk else None
     return Database(engine, reads=engine.execution_options(**{_READ_ONLY: True}), lone=lone)
 
 

@@ -3,10 +3,10 @@
 aiosqlite runs every call on its connection's own thread, and SQLAlchemy's adapter makes four
 calls for a statement: open a cursor, execute, fetch the rows, close the cursor. Each call is a
 hand-off to that thread and back, and each way back waits for two turns of the event loop (the
-thread's result, then the task it wakes). On a busy gateway a turn takes a millisecond or more,
-so a batch of sends (a transaction of about fifteen statements) spent most of its time waiting
-its turn: about 60 ms a batch, which capped the sends a second (measured with the gateway's
-group-commit timings; see ``bench/api``).
+thread's result, then the task it wakes) and for the thread to win the GIL from a busy loop.
+A batch of sends is a transaction of about fifteen statements: sixty hand-offs, now fifteen.
+(That alone did not make the API's sends measurably faster; inbound processing, which runs
+many small transactions, used about 5 % less CPU a message in ``bench.inbound``.)
 
 :class:`OneHopConnection` is aiosqlite's connection with a cursor that does the four calls in
 one hand-off: it executes, fetches every row and closes the sqlite3 cursor on the connection's
