@@ -7,6 +7,7 @@ message, a database row or an SMTP command without passing through here first.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from email_validator import EmailNotValidError, validate_email
@@ -33,15 +34,23 @@ def normalize_address(address: str, *, field: str | None = None) -> str:
             f"{address!r} contains a control character (CR, LF or similar)", field=field
         )
     try:
-        # test_environment only lifts the ban on ``.test`` names (RFC 6761), which private
-        # installs and our own test domains use; deliverability is never checked here.
-        result = validate_email(
-            address, check_deliverability=False, allow_smtputf8=True, test_environment=True
-        )
+        return _validated(address)
     except EmailNotValidError as exc:
         raise InvalidAddress(
             f"{address!r} is not a valid mail address: {exc}", field=field
         ) from exc
+
+
+@functools.lru_cache(maxsize=8192)
+def _validated(address: str) -> str:
+    """The stored form of a valid ``address``, remembered: people write to the same addresses
+    again and again, and the validator costs more than the rest of composing a message.
+    (Only answers are remembered; an invalid address is checked afresh each time.)"""
+    # test_environment only lifts the ban on ``.test`` names (RFC 6761), which private
+    # installs and our own test domains use; deliverability is never checked here.
+    result = validate_email(
+        address, check_deliverability=False, allow_smtputf8=True, test_environment=True
+    )
     return f"{result.local_part}@{result.domain.lower()}"
 
 

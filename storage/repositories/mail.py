@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -148,18 +148,18 @@ async def _resolve_thread(
     return thread_id
 
 
-def message_summary(message: Message, mailbox: Mailbox) -> dict[str, Any]:
-    """What an event or a list item says about a message."""
+def message_summary(row: Mapping[str, Any], mailbox: Mailbox) -> dict[str, Any]:
+    """What an event or a list item says about a message, from its row's values."""
     return {
-        "id": message.id,
+        "id": row["id"],
         "mailbox": mailbox.role or mailbox.name,
         "mailbox_id": mailbox.id,
-        "thread": message.thread_id,
-        "from": {"name": message.from_name, "address": message.from_address},
-        "subject": message.subject,
-        "snippet": message.snippet,
-        "date": message.date.isoformat(),
-        "seen": message.seen,
+        "thread": row["thread_id"],
+        "from": {"name": row["from_name"], "address": row["from_address"]},
+        "subject": row["subject"],
+        "snippet": row["snippet"],
+        "date": row["date"].isoformat(),
+        "seen": row["seen"],
     }
 
 
@@ -175,35 +175,37 @@ def copy_row(
     inbound_id: str | None = None,
     bcc: list[str] | None = None,
     seen: bool = False,
-) -> Message:
-    """A user's copy of a message as its headers describe it, id included, not yet added.
+) -> dict[str, Any]:
+    """The ``messages`` row of a user's copy, as its headers describe it, id included.
 
-    The one mapping from a parsed message to a ``messages`` row: :func:`add_copy` adds it to a
-    session, the batched API send (``repositories.outbound``) inserts many with one statement.
+    The one mapping from a parsed message to a row: :func:`add_copy` makes a ``Message`` of
+    it, the batched API send (``repositories.outbound``) inserts many with one statement
+    (plain values: building ORM objects only to read them back cost that hot path more
+    than the insert).
     """
-    return Message(
-        id=new_id(),
-        user_id=user_id,
-        mailbox_id=mailbox_id,
-        thread_id=thread_id,
-        blob_key=raw_key,
-        inbound_id=inbound_id,
-        message_id_header=parsed.message_id,
-        subject=parsed.subject,
-        from_name=parsed.from_name,
-        from_address=parsed.from_address,
-        to_addresses=parsed.to,
-        cc_addresses=parsed.cc,
-        bcc_addresses=bcc or [],
-        date=parsed.date or received_at,
-        received_at=received_at,
-        size=size,
-        snippet=parsed.snippet,
-        has_attachments=bool(parsed.attachments),
-        seen=seen,
-        flagged=False,
-        answered=False,
-    )
+    return {
+        "id": new_id(),
+        "user_id": user_id,
+        "mailbox_id": mailbox_id,
+        "thread_id": thread_id,
+        "blob_key": raw_key,
+        "inbound_id": inbound_id,
+        "message_id_header": parsed.message_id,
+        "subject": parsed.subject,
+        "from_name": parsed.from_name,
+        "from_address": parsed.from_address,
+        "to_addresses": parsed.to,
+        "cc_addresses": parsed.cc,
+        "bcc_addresses": bcc or [],
+        "date": parsed.date or received_at,
+        "received_at": received_at,
+        "size": size,
+        "snippet": parsed.snippet,
+        "has_attachments": bool(parsed.attachments),
+        "seen": seen,
+        "flagged": False,
+        "answered": False,
+    }
 
 
 async def add_copy(
@@ -221,7 +223,7 @@ async def add_copy(
 ) -> Message:
     """File a copy; ``received_at`` is when our server accepted it (the list order)."""
     now = received_at or utcnow()
-    message = copy_row(
+    row = copy_row(
         user_id=user_id,
         mailbox_id=mailbox.id,
         thread_id=await _resolve_thread(session, user_id, parsed, now),
@@ -233,9 +235,10 @@ async def add_copy(
         bcc=bcc,
         seen=seen,
     )
+    message = Message(**row)
     session.add(message)
     await session.flush()
-    new = ("mail.new", {"message": message_summary(message, mailbox)})
+    new = ("mail.new", {"message": message_summary(row, mailbox)})
     await record_changes(
         session, user_id, [new, *await _counts_changes(session, user_id, [mailbox])]
     )

@@ -197,30 +197,6 @@ _INSERT_INBOUND = insert(_table(InboundMessage))
 _INSERT_SCHEDULES = insert(_table(SendSchedule))
 _IGNORING_DUPLICATES: dict[tuple[str, str], Insert] = {}
 
-_MESSAGE_COLUMNS = (
-    "id",
-    "user_id",
-    "mailbox_id",
-    "thread_id",
-    "blob_key",
-    "inbound_id",
-    "message_id_header",
-    "subject",
-    "from_name",
-    "from_address",
-    "to_addresses",
-    "cc_addresses",
-    "bcc_addresses",
-    "date",
-    "received_at",
-    "size",
-    "snippet",
-    "has_attachments",
-    "seen",
-    "flagged",
-    "answered",
-)
-
 
 async def record_sends(session: AsyncSession, sends: Sequence[NewSend]) -> list[RecordedSend]:
     """Record ``sends`` in the caller's transaction, in order; one result each."""
@@ -308,10 +284,6 @@ async def record_sends(session: AsyncSession, sends: Sequence[NewSend]) -> list[
     return results
 
 
-def _values(row: object, columns: tuple[str, ...]) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in columns}
-
-
 def _ignoring_duplicates(connection: AsyncConnection, model: type[Any]) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING`` on ``model``'s table, built once per engine."""
     dialect = connection.dialect.name
@@ -385,7 +357,7 @@ async def _file_sent_copies(
     }
     new_threads: list[dict[str, Any]] = []
     batch = _BatchThreads()
-    messages: list[Message] = []
+    messages: list[dict[str, Any]] = []
     changes: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for send in sends:
         user_id, parsed = send.sender.id, send.parsed
@@ -431,11 +403,9 @@ async def _file_sent_copies(
         ]
     if new_threads:
         await connection.execute(_INSERT_THREADS, new_threads)
-    await connection.execute(
-        _INSERT_MESSAGES, [_values(message, _MESSAGE_COLUMNS) for message in messages]
-    )
+    await connection.execute(_INSERT_MESSAGES, messages)
     await record_changes_of_users(session, changes)
-    return [message.id for message in messages]
+    return [message["id"] for message in messages]
 
 
 @dataclass

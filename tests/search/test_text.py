@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from search.text import QueryTokens, index_text, query_tokens, tokens
 
@@ -74,3 +76,13 @@ def test_query_tokens_drop_the_trailing_single_character_of_a_run() -> None:
     assert query_tokens("東京大学") == QueryTokens(("東京", "京大", "大学"))
     assert query_tokens("書") == QueryTokens(("書",), prefix=True)
     assert query_tokens("...") == QueryTokens(())
+
+
+_ASCII_PIECES = st.sampled_from(["Word", " ", "x_y", "a-b", "CAPS", "9.5", "\t\n", "@", "_"])
+
+
+@given(st.lists(_ASCII_PIECES, max_size=50).map("".join))
+def test_ascii_text_tokenises_as_any_other_text(text: str) -> None:
+    """ASCII text takes a shorter path; a non-ASCII word after it sends the same text down
+    the general one (folding, CJK splitting), which must give the same tokens."""
+    assert tokens(text + " é") == [*tokens(text), "e"]
