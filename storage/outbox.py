@@ -41,6 +41,7 @@ from postroom.message import ParsedMessage, parse_message
 from storage.db.database import Database
 from storage.db.lone_read import list_parameter, one_of
 from storage.db.models import Domain, Suppression, User
+from storage.db.sqlite_driver import defer_inserts
 from storage.db.types import UTCDateTime, utcnow
 from storage.queues import INCOMING, OUTGOING, Hint, TransactionalQueue
 from storage.queues.group_commit import GroupCommit
@@ -174,6 +175,9 @@ def _writer(store: Storage) -> GroupCommit[_Pending, RecordedSend]:
 async def _record(store: Storage, batch: Sequence[_Pending]) -> list[RecordedSend]:
     """One transaction for ``batch``: every send, their index, then each one's ``on_record``."""
     async with transaction(store) as session:
+        # fails as a whole (GroupCommit then writes each send alone): the inserts may wait
+        # and go with the next statement that answers something, or the commit
+        await defer_inserts(session)
         recorded = await record_sends(session, [pending.send for pending in batch])
         indexes: dict[OnBatch, list[RecordedSend]] = {}
         for pending, result in zip(batch, recorded, strict=True):

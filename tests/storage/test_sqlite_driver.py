@@ -1,5 +1,6 @@
-"""The SQLite engine's driver: one hand-off to the connection's thread per statement, with the
-same answers SQLAlchemy gets from plain aiosqlite; and the writer lock's timeout."""
+"""The SQLite engine's driver: one hand-off to the connection's thread per statement (fewer when
+statements wait for the next one), with the same answers SQLAlchemy gets from plain aiosqlite;
+and the writer lock's timeout."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from postroom.errors import StorageError
 from storage.db import database
 from storage.db.database import Database, open_sqlite
 from storage.db.models import Domain
-from storage.db.sqlite_driver import OneHopConnection
+from storage.db.sqlite_driver import OneHopConnection, defer_inserts
 
 
 @pytest.fixture
@@ -77,6 +78,72 @@ async def test_a_write_transaction_is_a_hand_off_per_statement_and_one_to_commit
     assert hand_offs == ["_run", "_run", "commit"]
     assert result.rowcount == 2
     assert single.lastrowid == 3  # type: ignore[attr-defined]
+
+
+async def test_begin_goes_with_the_first_statement_and_an_empty_transaction_costs_nothing(
+    db: Database, hand_offs: list[str]
+) -> None:
+    async with db.session() as session:
+        async with session.begin():
+            connection = await session.connection()
+            assert hand_offs == []  # BEGIN IMMEDIATE waits for a statement to go with
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert isinstance(driver, OneHopConnection)
+            assert not driver._conn.in_transaction
+            assert await session.scalar(text("SELECT count(*) FROM t")) == 0
+            assert hand_offs == ["_run"]
+            assert driver._conn.in_transaction  # it began, in that same hand-off
+        assert hand_offs == ["_run", "commit"]
+    hand_offs.clear()
+    async with db.session() as session, session.begin():
+        await session.connection()
+    assert hand_offs == []
+
+
+async def test_deferred_inserts_go_with_the_next_statement_that_answers_or_the_commit(
+    db: Database, hand_offs: list[str]
+) -> None:
+    async with db.engine.connect() as connection:
+        async with connection.begin():
+            async with db.session(bind=connection) as session:
+                await defer_inserts(session)
+                await session.execute(text("INSERT INTO t (name) VALUES ('a')"))
+                await session.execute(
+                    text("INSERT INTO t (name) VALUES (:name)"), [{"name": "b"}, {"name": "c"}]
+                )
+                assert hand_offs == []
+                # the inserts that waited ran first, in the same hand-off as the count
+                assert await session.scalar(text("SELECT count(*) FROM t")) == 3
+                assert hand_offs == ["_run"]
+                await session.execute(text("INSERT INTO t (name) VALUES ('d')"))
+                assert hand_offs == ["_run"]
+        assert hand_offs == ["_run", "_commit"]
+        # the next transaction on the same connection runs its inserts at once again
+        async with connection.begin():
+            await connection.execute(text("INSERT INTO t (name) VALUES ('e')"))
+            assert hand_offs == ["_run", "_commit", "_run"]
+    async with db.reader() as reader:
+        names = (await reader.scalars(text("SELECT name FROM t ORDER BY id"))).all()
+    assert names == ["a", "b", "c", "d", "e"]
+
+
+async def test_a_deferred_insert_that_fails_fails_the_commit_and_nothing_is_kept(
+    db: Database,
+) -> None:
+    async with db.engine.begin() as connection:
+        await connection.execute(text("INSERT INTO t (name) VALUES ('taken')"))
+    with pytest.raises(IntegrityError, match="UNIQUE"):
+        async with db.session() as session, session.begin():
+            await defer_inserts(session)
+            await session.execute(text("INSERT INTO t (name) VALUES ('other')"))
+            await session.execute(text("INSERT INTO t (name) VALUES ('taken')"))
+    async with db.session() as session, session.begin():  # the connection is usable again
+        await defer_inserts(session)
+        await session.execute(text("INSERT INTO t (name) VALUES ('later')"))
+    async with db.reader() as reader:
+        names = (await reader.scalars(text("SELECT name FROM t ORDER BY id"))).all()
+    assert names == ["taken", "later"]
 
 
 async def test_an_error_is_sqlalchemys_and_rolls_back(db: Database) -> None:
