@@ -32,7 +32,14 @@ from storage.db.models import Change, User
 from storage.db.types import utcnow
 from storage.registry import Storage
 
-__all__ = ["record_change", "record_changes", "record_changes_of_users", "transaction"]
+__all__ = [
+    "CHANGES",
+    "record_change",
+    "record_changes",
+    "record_changes_of_users",
+    "reserve_changes_of_users",
+    "transaction",
+]
 
 _PENDING = "postroom.pending_events"
 
@@ -91,7 +98,8 @@ async def record_changes(
 
 
 _USERS = cast(Table, User.__table__)
-_INSERT_CHANGES = insert(cast(Table, Change.__table__))
+CHANGES = cast(Table, Change.__table__)
+_INSERT_CHANGES = insert(CHANGES)
 _BUMPS: dict[str, Update] = {}
 
 
@@ -121,12 +129,25 @@ async def record_changes_of_users(
     """:func:`record_changes` for several users at once (a batch of sends): one ``UPDATE``
     for all the users with as many changes (usually all of them), one ``INSERT`` for every
     change."""
+    events, rows = await reserve_changes_of_users(session, changes)
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_INSERT_CHANGES, rows)
+    return events
+
+
+async def reserve_changes_of_users(
+    session: AsyncSession, changes: Mapping[str, Sequence[tuple[str, dict[str, Any]]]]
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    """The sequence numbers of ``changes`` taken (the ``UPDATE``), and the ``changes`` rows
+    that the caller must insert in the same transaction: a batch of sends inserts them with
+    its other rows in one statement (:mod:`storage.db.bulk_insert`)."""
     by_count: dict[int, list[str]] = defaultdict(list)
     for user_id in sorted(changes):
         if changes[user_id]:
             by_count[len(changes[user_id])].append(user_id)
     if not by_count:
-        return []
+        return [], []
     connection = await session.connection()
     last: dict[str, int] = {}
     for count, users in by_count.items():
@@ -142,18 +163,14 @@ async def record_changes_of_users(
         )
     ]
     now = utcnow()
-    await connection.execute(
-        _INSERT_CHANGES,
-        [
-            {
-                "user_id": e.user_id,
-                "seq": e.seq,
-                "kind": e.type,
-                "payload": e.data,
-                "created_at": now,
-            }
-            for e in events
-        ],
-    )
     session.info.setdefault(_PENDING, []).extend(events)
-    return events
+    return events, [
+        {
+            "user_id": e.user_id,
+            "seq": e.seq,
+            "kind": e.type,
+            "payload": e.data,
+            "created_at": now,
+        }
+        for e in events
+    ]

@@ -32,17 +32,15 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
-    insert,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.sql.dml import Insert
 
 from postroom.errors import NotFound
 from postroom.ids import new_id
 from postroom.message import ParsedMessage
+from storage.db.bulk_insert import TableRows, insert_all
 from storage.db.models import (
     Attachment,
     Blob,
@@ -59,7 +57,7 @@ from storage.db.models import (
 )
 from storage.db.types import utcnow
 from storage.repositories.mail import SUBJECT_THREAD_WINDOW, copy_row, message_summary
-from storage.transaction import record_changes_of_users
+from storage.transaction import CHANGES, reserve_changes_of_users
 
 __all__ = [
     "NewSend",
@@ -188,22 +186,13 @@ _TOUCH_THREAD = (
     .where(_THREADS.id == bindparam("thread_id"))
     .values(last_message_at=bindparam("when"))
 )
-_INSERT_THREADS = insert(_table(Thread))
-_INSERT_MESSAGES = insert(_table(Message))
-_INSERT_OUTBOUND = insert(_table(OutboundMessage))
-_INSERT_DELIVERIES = insert(_table(Delivery))
-_INSERT_RECIPIENTS = insert(_table(DeliveryRecipient))
-_INSERT_INBOUND = insert(_table(InboundMessage))
-_INSERT_SCHEDULES = insert(_table(SendSchedule))
-_IGNORING_DUPLICATES: dict[tuple[str, str], Insert] = {}
 
 
 async def record_sends(session: AsyncSession, sends: Sequence[NewSend]) -> list[RecordedSend]:
     """Record ``sends`` in the caller's transaction, in order; one result each."""
     now = utcnow()
     connection = await session.connection()
-    await _store_contents(connection, sends, now)
-    copies = await _file_sent_copies(connection, session, sends, now)
+    copies, copy_rows = await _file_sent_copies(connection, session, sends, now)
     results: list[RecordedSend] = []
     outbound_rows: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
@@ -272,34 +261,25 @@ async def record_sends(session: AsyncSession, sends: Sequence[NewSend]) -> list[
                     "status": "scheduled" if send.hold_local else "pending",
                 }
             )
-    for statement, rows in (
-        (_INSERT_OUTBOUND, outbound_rows),
-        (_INSERT_DELIVERIES, deliveries),
-        (_INSERT_RECIPIENTS, addressees),
-        (_INSERT_INBOUND, inbound_rows),
-        (_INSERT_SCHEDULES, schedules),
-    ):
-        if rows:
-            await connection.execute(statement, rows)
+    # every row in one statement on PostgreSQL, one hand-off with the commit on SQLite
+    await insert_all(
+        connection,
+        [
+            *_content_rows(sends, now),
+            *copy_rows,
+            TableRows(_table(OutboundMessage), outbound_rows),
+            TableRows(_table(Delivery), deliveries),
+            TableRows(_table(DeliveryRecipient), addressees),
+            TableRows(_table(InboundMessage), inbound_rows),
+            TableRows(_table(SendSchedule), schedules),
+        ],
+    )
     return results
 
 
-def _ignoring_duplicates(connection: AsyncConnection, model: type[Any]) -> Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` on ``model``'s table, built once per engine."""
-    dialect = connection.dialect.name
-    statement = _IGNORING_DUPLICATES.get((dialect, model.__name__))
-    if statement is None:
-        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = make(_table(model)).on_conflict_do_nothing()
-        _IGNORING_DUPLICATES[(dialect, model.__name__)] = statement
-    return statement
-
-
-async def _store_contents(
-    connection: AsyncConnection, sends: Sequence[NewSend], now: datetime
-) -> None:
+def _content_rows(sends: Sequence[NewSend], now: datetime) -> list[TableRows]:
     """The blobs' rows and what parsing gave for each raw blob, as ``mail.store_content``
-    writes them; a no-op for content another copy recorded first."""
+    writes them; nothing for content another copy recorded first."""
     blobs: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     attachments: list[dict[str, Any]] = []
@@ -335,10 +315,11 @@ async def _store_contents(
                     "content_id": attachment.content_id,
                 }
             )
-    await connection.execute(_ignoring_duplicates(connection, Blob), blobs)
-    await connection.execute(_ignoring_duplicates(connection, MessageContent), contents)
-    if attachments:
-        await connection.execute(_ignoring_duplicates(connection, Attachment), attachments)
+    return [
+        TableRows(_table(Blob), blobs, ignore_duplicates=True),
+        TableRows(_table(MessageContent), contents, ignore_duplicates=True),
+        TableRows(_table(Attachment), attachments, ignore_duplicates=True),
+    ]
 
 
 async def _file_sent_copies(
@@ -346,8 +327,9 @@ async def _file_sent_copies(
     session: AsyncSession,
     sends: Sequence[NewSend],
     now: datetime,
-) -> list[str]:
-    """Each sender's copy in Sent, logged as ``mail.new`` with the mailbox's new counts."""
+) -> tuple[list[str], list[TableRows]]:
+    """Each sender's copy in Sent, logged as ``mail.new`` with the mailbox's new counts: the
+    copies' ids, and the rows to insert (threads, messages, changes)."""
     users = sorted({send.sender.id for send in sends})
     boxes = {
         user_id: (Mailbox(id=box_id, user_id=user_id, name=name, role="sent"), total, unread)
@@ -401,11 +383,13 @@ async def _file_sent_copies(
             ("mail.new", {"message": message_summary(message, mailbox)}),
             ("mailbox.counts", {"mailbox": counts}),
         ]
-    if new_threads:
-        await connection.execute(_INSERT_THREADS, new_threads)
-    await connection.execute(_INSERT_MESSAGES, messages)
-    await record_changes_of_users(session, changes)
-    return [message["id"] for message in messages]
+    _events, change_rows = await reserve_changes_of_users(session, changes)
+    rows = [
+        TableRows(_table(Thread), new_threads),
+        TableRows(_table(Message), messages),
+        TableRows(CHANGES, change_rows),
+    ]
+    return [message["id"] for message in messages], rows
 
 
 @dataclass
