@@ -34,6 +34,9 @@ from storage.registry import Storage
 
 __all__ = [
     "CHANGES",
+    "USERS",
+    "change_seq_bump",
+    "changes_after_bump",
     "record_change",
     "record_changes",
     "record_changes_of_users",
@@ -97,28 +100,29 @@ async def record_changes(
     return events
 
 
-_USERS = cast(Table, User.__table__)
+USERS = cast(Table, User.__table__)
 CHANGES = cast(Table, Change.__table__)
 _INSERT_CHANGES = insert(CHANGES)
 _BUMPS: dict[str, Update] = {}
 
 
-def _bump(dialect: str) -> Update:
-    """``change_seq += :n`` for the users ``:ids``, returning the new values; built once per
-    engine (the ids an array parameter on PostgreSQL: an expanding ``IN`` list is rendered
-    again, a cast per element, at every execution)."""
+def change_seq_bump(dialect: str) -> Update:
+    """``change_seq += :n`` for the users ``:ids``, returning their ids and new values; built
+    once per engine (the ids an array parameter on PostgreSQL: an expanding ``IN`` list is
+    rendered again, a cast per element, at every execution). Add to its ``RETURNING`` to read
+    more under the users' row locks in the same statement."""
     statement = _BUMPS.get(dialect)
     if statement is None:
         users: ColumnElement[bool]
         if dialect == "postgresql":
-            users = _USERS.c.id == any_(bindparam("ids", type_=ARRAY(String)))
+            users = USERS.c.id == any_(bindparam("ids", type_=ARRAY(String)))
         else:
-            users = _USERS.c.id.in_(bindparam("ids", expanding=True))
+            users = USERS.c.id.in_(bindparam("ids", expanding=True))
         statement = _BUMPS[dialect] = (
-            update(_USERS)
+            update(USERS)
             .where(users)
-            .values(change_seq=_USERS.c.change_seq + bindparam("n", type_=BigInteger))
-            .returning(_USERS.c.id, _USERS.c.change_seq)
+            .values(change_seq=USERS.c.change_seq + bindparam("n", type_=BigInteger))
+            .returning(USERS.c.id, USERS.c.change_seq)
         )
     return statement
 
@@ -151,10 +155,23 @@ async def reserve_changes_of_users(
     connection = await session.connection()
     last: dict[str, int] = {}
     for count, users in by_count.items():
-        rows = await connection.execute(_bump(connection.dialect.name), {"ids": users, "n": count})
+        rows = await connection.execute(
+            change_seq_bump(connection.dialect.name), {"ids": users, "n": count}
+        )
         last.update((user_id, seq) for user_id, seq in rows)
         if missing := set(users) - last.keys():
             raise LookupError(f"user {sorted(missing)[0]} vanished while recording a change")
+    return changes_after_bump(session, changes, last)
+
+
+def changes_after_bump(
+    session: AsyncSession,
+    changes: Mapping[str, Sequence[tuple[str, dict[str, Any]]]],
+    last: Mapping[str, int],
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    """The events and ``changes`` rows of ``changes`` once each user's ``change_seq`` was
+    moved on by as many (:func:`change_seq_bump`) to ``last``; the events go out after the
+    commit."""
     events = [
         Event(type=kind, user_id=user_id, seq=seq, data=payload)
         for user_id in sorted(last)

@@ -15,27 +15,25 @@ send: content, the Sent copy in its thread, ``mail.new`` and ``mailbox.counts`` 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
-    Select,
-    String,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     func,
+    literal_column,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import Update
 
 from postroom.errors import NotFound
 from postroom.ids import new_id
@@ -57,7 +55,7 @@ from storage.db.models import (
 )
 from storage.db.types import utcnow
 from storage.repositories.mail import SUBJECT_THREAD_WINDOW, copy_row, message_summary
-from storage.transaction import CHANGES, reserve_changes_of_users
+from storage.transaction import CHANGES, USERS, change_seq_bump, changes_after_bump
 
 __all__ = [
     "NewSend",
@@ -133,32 +131,31 @@ def _table(model: type[Any]) -> Table:
 
 _MAILBOXES = _table(Mailbox).c
 _MESSAGES = _table(Message).c
-_SENT_WITH_COUNTS: dict[str, Select[Any]] = {}
+_BUMPS_WITH_SENT: dict[str, Update] = {}
+CHANGES_PER_COPY = 2
+"""``mail.new`` and ``mailbox.counts``: what filing a copy in Sent logs."""
 
 
-def _sent_with_counts(dialect: str) -> Select[Any]:
-    """Each sender's Sent mailbox with its total and unread (read from ``ix_messages_counts``).
-
-    The senders are one array parameter on PostgreSQL (``= ANY``): an expanding ``IN`` list
-    is rendered again, a cast per element, at every execution.
-    """
-    statement = _SENT_WITH_COUNTS.get(dialect)
+def _bump_with_sent(dialect: str) -> Update:
+    """The change log's ``change_seq`` bump for the senders (:func:`change_seq_bump`), also
+    returning each one's Sent mailbox with its name, total and unread, read under the users'
+    row locks in the same statement (one round trip, or one hand-off, for both; the counts
+    come from ``ix_messages_counts``)."""
+    statement = _BUMPS_WITH_SENT.get(dialect)
     if statement is None:
-        users: ColumnElement[bool]
-        if dialect == "postgresql":
-            users = _MAILBOXES.user_id == any_(bindparam("users", type_=ARRAY(String)))
-        else:
-            users = _MAILBOXES.user_id.in_(bindparam("users", expanding=True))
-        mine = and_(_MESSAGES.user_id == _MAILBOXES.user_id, _MESSAGES.mailbox_id == _MAILBOXES.id)
+        # SQLAlchemy writes RETURNING's columns without their table, inside subqueries too,
+        # where a bare "id" would be the mailbox's: the user's id is spelled out
+        user_id: ColumnElement[str] = literal_column(f"{USERS.name}.id")
+        sent = and_(_MAILBOXES.user_id == user_id, _MAILBOXES.role == "sent")
+        box = select(_MAILBOXES.id).where(sent).scalar_subquery()
+        mine = and_(_MESSAGES.user_id == user_id, _MESSAGES.mailbox_id == box)
         unread = func.sum(case((_MESSAGES.seen.is_(False), 1), else_=0))
-        built: Select[Any] = select(
-            _MAILBOXES.user_id,
-            _MAILBOXES.id,
-            _MAILBOXES.name,
+        statement = _BUMPS_WITH_SENT[dialect] = change_seq_bump(dialect).returning(
+            box,
+            select(_MAILBOXES.name).where(sent).scalar_subquery(),
             select(func.count()).where(mine).scalar_subquery(),
             select(unread).where(mine).scalar_subquery(),
-        ).where(users, _MAILBOXES.role == "sent")
-        statement = _SENT_WITH_COUNTS[dialect] = built
+        )
     return statement
 
 
@@ -330,13 +327,22 @@ async def _file_sent_copies(
 ) -> tuple[list[str], list[TableRows]]:
     """Each sender's copy in Sent, logged as ``mail.new`` with the mailbox's new counts: the
     copies' ids, and the rows to insert (threads, messages, changes)."""
-    users = sorted({send.sender.id for send in sends})
-    boxes = {
-        user_id: (Mailbox(id=box_id, user_id=user_id, name=name, role="sent"), total, unread)
-        for user_id, box_id, name, total, unread in await connection.execute(
-            _sent_with_counts(connection.dialect.name), {"users": users}
-        )
-    }
+    copies_of = Counter(send.sender.id for send in sends)
+    by_count: dict[int, list[str]] = defaultdict(list)
+    for user_id in sorted(copies_of):
+        by_count[CHANGES_PER_COPY * copies_of[user_id]].append(user_id)
+    boxes: dict[str, tuple[Mailbox, int, int]] = {}
+    last: dict[str, int] = {}
+    for count, users in by_count.items():
+        for user_id, seq, box_id, name, total, unread in await connection.execute(
+            _bump_with_sent(connection.dialect.name), {"ids": users, "n": count}
+        ):
+            last[user_id] = seq
+            if box_id is not None:
+                box = Mailbox(id=box_id, user_id=user_id, name=name, role="sent")
+                boxes[user_id] = (box, int(total or 0), int(unread or 0))
+        if missing := set(users) - last.keys():
+            raise NotFound(f"user {sorted(missing)[0]} vanished while sending")
     new_threads: list[dict[str, Any]] = []
     batch = _BatchThreads()
     messages: list[dict[str, Any]] = []
@@ -370,20 +376,22 @@ async def _file_sent_copies(
         )
         messages.append(message)
         batch.filed(user_id, parsed, thread_id)
-        total = int(total or 0) + 1  # the copy is seen: unread stays
+        total += 1  # the copy is seen: unread stays
         boxes[user_id] = (mailbox, total, unread)
         counts = {
             "id": mailbox.id,
             "name": mailbox.name,
             "role": mailbox.role,
             "total": total,
-            "unread": int(unread or 0),
+            "unread": unread,
         }
         changes[user_id] += [
             ("mail.new", {"message": message_summary(message, mailbox)}),
             ("mailbox.counts", {"mailbox": counts}),
         ]
-    _events, change_rows = await reserve_changes_of_users(session, changes)
+    # the bump above took CHANGES_PER_COPY numbers a copy: exactly what was logged
+    assert all(len(logged) == CHANGES_PER_COPY * copies_of[u] for u, logged in changes.items())
+    _events, change_rows = changes_after_bump(session, changes, last)
     rows = [
         TableRows(_table(Thread), new_threads),
         TableRows(_table(Message), messages),
