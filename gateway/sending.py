@@ -24,7 +24,7 @@ from gateway.send_schemas import SendRequest
 from gateway.templating import render
 from postroom.addresses import check_header_value
 from postroom.errors import InvalidInput, NotFound
-from search.documents import index_sends
+from search.documents import send_document
 from storage.db.models import Message, MessageContent, User
 from storage.db.types import utcnow
 from storage.outbox import Origin, submit
@@ -99,7 +99,7 @@ async def send(
         send_at=prepared.send_at,
         on_record=on_record,
         parsed=composed.parsed,
-        index=index_sends,
+        index=send_document,
     )
 
 

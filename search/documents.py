@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
-from typing import cast
+from typing import Any, cast
 
 import nh3
 from sqlalchemy import Table, func, select
@@ -23,6 +23,7 @@ from sqlalchemy.sql.dml import Insert
 
 from postroom.message import ParsedMessage
 from search.text import index_text
+from storage.db.bulk_insert import TableRows
 from storage.db.models import Attachment, Message, MessageContent, SearchDocument
 from storage.db.types import utcnow
 from storage.repositories.outbound import RecordedSend
@@ -35,8 +36,8 @@ __all__ = [
     "body_text",
     "from_parsed",
     "index_parsed",
-    "index_sends",
     "index_stored",
+    "send_document",
     "stored_documents",
     "with_index",
     "write_document",
@@ -151,12 +152,15 @@ async def stored_documents(session: AsyncSession, keys: list[str]) -> dict[str, 
 _UPSERTS: dict[str, Insert] = {}
 
 
+_DOCUMENTS = cast(Table, SearchDocument.__table__)
+
+
 def _upsert(dialect: str) -> Insert:
     """``INSERT ... ON CONFLICT (blob_key) DO UPDATE`` every column, built once per engine:
     every send and every delivered message writes one, so it is compiled once, not each time."""
     statement = _UPSERTS.get(dialect)
     if statement is None:
-        table = cast(Table, SearchDocument.__table__)
+        table = _DOCUMENTS
         insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
         changed = ("version", "indexed_at", *FIELDS)
         statement = _UPSERTS[dialect] = insert.on_conflict_do_update(
@@ -187,26 +191,20 @@ async def index_stored(session: AsyncSession, blob_key: str) -> None:
         await write_document(session, key, document)
 
 
-async def index_sends(session: AsyncSession, sends: Sequence[RecordedSend]) -> None:
-    """Index the Sent copies of sends recorded together, with one statement for them all.
+def send_document(blob_key: str, parsed: ParsedMessage) -> TableRows:
+    """The search document of a send's Sent copy: what :func:`storage.outbox.submit` takes as
+    ``index`` (storage may not import search, so it is passed in).
 
-    Passed as ``index`` to :func:`storage.outbox.submit`, which runs it in the transaction
-    that records the sends, so each Sent copy is searchable exactly when it exists. The
-    documents come from what the copies were filed from (``RecordedSend.parsed``): reading
-    the rows just written back would cost three queries a send and say the same.
+    Built with the send, before it joins its batch: Python time inside the batch's transaction
+    holds up every send of the batch. The batch writes it with its other rows, in the same
+    transaction, so the Sent copy is searchable exactly when it exists. It comes from what the
+    copy is filed from: reading the rows back would say the same at three queries a send.
     """
-    now = utcnow()
-    values: dict[str, dict[str, object]] = {}
-    for recorded in sends:
-        key = recorded.outbound.blob_key
-        if recorded.parsed is None:
-            await index_stored(session, key)
-            continue
-        document = asdict(from_parsed(recorded.parsed))
-        values[key] = {"blob_key": key, "version": TEXT_VERSION, "indexed_at": now, **document}
-    if values:
-        connection = await session.connection()
-        await connection.execute(_upsert(connection.dialect.name), list(values.values()))
+    document = from_parsed(parsed)
+    row: dict[str, Any] = {"blob_key": blob_key, "version": TEXT_VERSION, "indexed_at": utcnow()}
+    for name in FIELDS:
+        row[name] = getattr(document, name)
+    return TableRows(_DOCUMENTS, [row], update_on_conflict=("blob_key",))
 
 
 RecordHook = Callable[[AsyncSession, RecordedSend], Awaitable[None]]

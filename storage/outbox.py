@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.errors import InvalidInput
 from postroom.message import ParsedMessage, parse_message
+from storage.db.bulk_insert import TableRows
 from storage.db.database import Database
 from storage.db.lone_read import list_parameter, one_of
 from storage.db.models import Domain, Suppression, User
@@ -57,7 +58,9 @@ __all__ = ["Origin", "submit"]
 log = logging.getLogger(__name__)
 
 OnRecord = Callable[[AsyncSession, RecordedSend], Awaitable[None]]
-OnBatch = Callable[[AsyncSession, Sequence[RecordedSend]], Awaitable[None]]
+Indexer = Callable[[str, ParsedMessage], TableRows]
+"""A send's search document from its raw blob's key and what parsing it gave
+(``search.documents.send_document``: storage may not import search, so it is passed in)."""
 
 INLINE_PARSE_BYTES = 64 * 1024
 """Messages up to this size are parsed on the event loop: a thread would hold the GIL in
@@ -85,7 +88,7 @@ async def submit(
     send_at: datetime | None = None,
     on_record: OnRecord | None = None,
     parsed: ParsedMessage | None = None,
-    index: OnBatch | None = None,
+    index: Indexer | None = None,
 ) -> RecordedSend:
     """Make ``raw`` durable for ``recipients`` (lower-cased addresses, bcc among them).
 
@@ -95,8 +98,8 @@ async def submit(
     writes (a drafts' removal, an idempotency key) commits or fails with the send.
     ``parsed`` is what :func:`postroom.message.parse_message` gives for ``raw``, when the
     caller already knows it (the API composed ``raw`` itself); otherwise ``raw`` is parsed.
-    ``index`` runs in the same transaction too, once for all the sends written together
-    (``search.documents.index_sends``: storage may not import search, so it is passed in).
+    ``index`` gives the send's search document, written in the same transaction with the
+    batch's other rows.
     """
     origins = origins or {}
     local_domains, suppressed = await _checks(store).submit(recipients)
@@ -128,7 +131,8 @@ async def submit(
         due=due,
         hold_local=delay > 0,
     )
-    recorded = await _writer(store).submit(_Pending(send, on_record, index))
+    document = None if index is None else index(raw_key, parsed)
+    recorded = await _writer(store).submit(_Pending(send, on_record, document))
     if delay > 0:
         await schedules.hint(store, recorded, delay)
     return recorded
@@ -138,7 +142,8 @@ async def submit(
 class _Pending:
     send: NewSend
     on_record: OnRecord | None
-    index: OnBatch | None
+    document: TableRows | None
+    """Its search document's row, built before the batch (``Indexer``)."""
 
 
 _WRITERS: weakref.WeakKeyDictionary[Database, GroupCommit[_Pending, RecordedSend]] = (
@@ -178,19 +183,29 @@ async def _record(store: Storage, batch: Sequence[_Pending]) -> list[RecordedSen
         # fails as a whole (GroupCommit then writes each send alone): the inserts may wait
         # and go with the next statement that answers something, or the commit
         await defer_inserts(session)
-        recorded = await record_sends(session, [pending.send for pending in batch])
-        indexes: dict[OnBatch, list[RecordedSend]] = {}
-        for pending, result in zip(batch, recorded, strict=True):
-            if pending.index is not None:
-                indexes.setdefault(pending.index, []).append(result)
-        for index, results in indexes.items():
-            await index(session, results)
+        recorded = await record_sends(
+            session, [pending.send for pending in batch], also=_documents(batch)
+        )
         for pending, result in zip(batch, recorded, strict=True):
             if pending.on_record is not None:
                 await pending.on_record(session, result)
         if isinstance(store.queue, TransactionalQueue):
             await store.queue.put_in(session, _hints(batch, recorded))
     return recorded
+
+
+def _documents(batch: Sequence[_Pending]) -> list[TableRows]:
+    """The batch's search documents, one set of rows per table (one statement each)."""
+    tables: dict[tuple[Any, bool, tuple[str, ...]], TableRows] = {}
+    for pending in batch:
+        if (document := pending.document) is not None:
+            key = (document.table, document.ignore_duplicates, document.update_on_conflict)
+            if key not in tables:
+                tables[key] = TableRows(
+                    document.table, [], document.ignore_duplicates, document.update_on_conflict
+                )
+            tables[key].rows.extend(document.rows)
+    return list(tables.values())
 
 
 def _hints(batch: Sequence[_Pending], recorded: Sequence[RecordedSend]) -> list[Hint]:

@@ -46,17 +46,19 @@ __all__ = ["TableRows", "insert_all"]
 
 @dataclass(frozen=True)
 class TableRows:
-    """Rows for one table; ``ignore_duplicates``: ``ON CONFLICT DO NOTHING`` (content
-    another send already stored)."""
+    """Rows for one table. ``ignore_duplicates``: ``ON CONFLICT DO NOTHING`` (content another
+    send already stored); ``update_on_conflict``: the columns of a unique key, whose existing
+    row gets the new values instead (``ON CONFLICT (key) DO UPDATE``: a search document)."""
 
     table: Table
     rows: list[dict[str, Any]]
     ignore_duplicates: bool = False
+    update_on_conflict: tuple[str, ...] = ()
 
 
 async def insert_all(connection: AsyncConnection, batches: Sequence[TableRows]) -> None:
     """Insert every batch's rows, in the order given, in the caller's transaction."""
-    batches = [batch for batch in batches if batch.rows]
+    batches = [_one_per_key(batch) for batch in batches if batch.rows]
     if not batches:
         return
     if connection.dialect.name == "postgresql":
@@ -67,40 +69,82 @@ async def insert_all(connection: AsyncConnection, batches: Sequence[TableRows]) 
         await connection.execute(_plain(connection.dialect.name, batch), batch.rows)
 
 
-_PLAIN: dict[tuple[str, str, bool], Insert] = {}
+Shape = tuple[str, tuple[str, ...], bool, tuple[str, ...]]
+"""A table's part of a statement: its name, the columns given, and what a conflict does."""
+
+
+def _one_per_key(batch: TableRows) -> TableRows:
+    """An ``update_on_conflict`` batch with one row per key, the last given (one statement
+    may not update a row twice)."""
+    if not batch.update_on_conflict:
+        return batch
+    rows = {tuple(row[name] for name in batch.update_on_conflict): row for row in batch.rows}
+    if len(rows) == len(batch.rows):
+        return batch
+    return TableRows(batch.table, list(rows.values()), update_on_conflict=batch.update_on_conflict)
+
+
+_PLAIN: dict[tuple[str, Shape], Insert] = {}
 
 
 def _plain(dialect: str, batch: TableRows) -> Insert:
-    key = (dialect, batch.table.name, batch.ignore_duplicates)
-    statement = _PLAIN.get(key)
+    shape = _shape(batch, batch.rows)
+    statement = _PLAIN.get((dialect, shape))
     if statement is None:
-        if batch.ignore_duplicates:
-            make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            statement = make(batch.table).on_conflict_do_nothing()
+        if batch.ignore_duplicates or batch.update_on_conflict:
+            dialect_insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+                batch.table
+            )
+            if batch.update_on_conflict:
+                statement = dialect_insert.on_conflict_do_update(
+                    index_elements=list(batch.update_on_conflict),
+                    set_={
+                        name: dialect_insert.excluded[name]
+                        for name in _updated(batch, tuple(batch.rows[0]))
+                    },
+                )
+            else:
+                statement = dialect_insert.on_conflict_do_nothing()
         else:
             statement = insert(batch.table)
-        _PLAIN[key] = statement
+        _PLAIN[(dialect, shape)] = statement
     return statement
 
 
-_CHAINED: dict[tuple[tuple[str, tuple[str, ...], bool], ...], TextClause] = {}
+def _shape(batch: TableRows, rows: list[dict[str, Any]]) -> Shape:
+    return (batch.table.name, tuple(rows[0]), batch.ignore_duplicates, batch.update_on_conflict)
+
+
+def _updated(batch: TableRows, columns: tuple[str, ...]) -> list[str]:
+    """The columns an ``update_on_conflict`` row sets on the row it meets: all but the key."""
+    return [name for name in columns if name not in batch.update_on_conflict]
+
+
+def _on_conflict(batch: TableRows, columns: tuple[str, ...], quote: Any) -> str:
+    if batch.update_on_conflict:
+        key = ", ".join(quote(name) for name in batch.update_on_conflict)
+        changes = ", ".join(
+            f"{quote(name)} = EXCLUDED.{quote(name)}" for name in _updated(batch, columns)
+        )
+        return f" ON CONFLICT ({key}) DO UPDATE SET {changes}"
+    return " ON CONFLICT DO NOTHING" if batch.ignore_duplicates else ""
+
+
+_CHAINED: dict[tuple[Shape, ...], TextClause] = {}
 
 
 def _chained(dialect: Dialect, batches: Sequence[TableRows]) -> tuple[TextClause, dict[str, str]]:
     """The one statement for ``batches`` (built once for each shape) and its parameters."""
     filled = [_with_defaults(batch) for batch in batches]
-    shape = tuple(
-        (batch.table.name, tuple(rows[0]), batch.ignore_duplicates)
-        for batch, rows in zip(batches, filled, strict=True)
-    )
+    shape = tuple(_shape(batch, rows) for batch, rows in zip(batches, filled, strict=True))
     statement = _CHAINED.get(shape)
     if statement is None:
         quote = dialect.identifier_preparer.quote
         steps = []
-        for n, (batch, (_name, columns, ignore)) in enumerate(zip(batches, shape, strict=True)):
+        for n, (batch, (_name, columns, *_)) in enumerate(zip(batches, shape, strict=True)):
             table = dialect.identifier_preparer.format_table(batch.table)
             names = ", ".join(quote(column) for column in columns)
-            conflict = " ON CONFLICT DO NOTHING" if ignore else ""
+            conflict = _on_conflict(batch, columns, quote)
             steps.append(
                 f"t{n} AS (INSERT INTO {table} ({names}) SELECT {names} "
                 f"FROM json_populate_recordset(NULL::{table}, CAST(:rows{n} AS json)){conflict})"

@@ -185,8 +185,11 @@ _TOUCH_THREAD = (
 )
 
 
-async def record_sends(session: AsyncSession, sends: Sequence[NewSend]) -> list[RecordedSend]:
-    """Record ``sends`` in the caller's transaction, in order; one result each."""
+async def record_sends(
+    session: AsyncSession, sends: Sequence[NewSend], *, also: Sequence[TableRows] = ()
+) -> list[RecordedSend]:
+    """Record ``sends`` in the caller's transaction, in order; one result each. ``also``: more
+    rows to write with theirs (the sends' search documents), after them."""
     now = utcnow()
     connection = await session.connection()
     copies, copy_rows = await _file_sent_copies(connection, session, sends, now)
@@ -269,6 +272,7 @@ async def record_sends(session: AsyncSession, sends: Sequence[NewSend]) -> list[
             TableRows(_table(DeliveryRecipient), addressees),
             TableRows(_table(InboundMessage), inbound_rows),
             TableRows(_table(SendSchedule), schedules),
+            *also,
         ],
     )
     return results

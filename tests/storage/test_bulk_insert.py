@@ -11,7 +11,7 @@ from sqlalchemy import Table, event, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.db.bulk_insert import TableRows, insert_all
-from storage.db.models import Attachment, Blob, MessageContent
+from storage.db.models import Attachment, Blob, MessageContent, SearchDocument
 from storage.registry import Storage
 
 BLOBS = cast(Table, Blob.__table__)
@@ -102,3 +102,35 @@ async def test_nothing_to_insert_sends_nothing(store: Storage) -> None:
     async with store.db.session() as session, session.begin():
         await insert_all(await session.connection(), [TableRows(BLOBS, [])])
     assert statements == []
+
+
+async def test_a_row_meeting_its_key_updates_it_and_the_last_of_one_call_wins(
+    store: Storage,
+) -> None:
+    documents = cast(Table, SearchDocument.__table__)
+
+    def document(body: str) -> dict[str, Any]:
+        return {"blob_key": "k4", "version": 1, "indexed_at": WHEN, "body": body}
+
+    async with store.db.session() as session, session.begin():
+        await insert_all(
+            await session.connection(),
+            [
+                *_rows("k4"),
+                TableRows(documents, [document("first")], update_on_conflict=("blob_key",)),
+            ],
+        )
+    async with store.db.session() as session, session.begin():
+        await insert_all(
+            await session.connection(),
+            [
+                TableRows(
+                    documents,
+                    [document("second"), document("third")],
+                    update_on_conflict=("blob_key",),
+                )
+            ],
+        )
+    async with store.db.reader() as session:
+        bodies = (await session.scalars(select(SearchDocument.body))).all()
+    assert bodies == ["third"]
