@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.errors import Conflict, InvalidInput
 from postroom.message import parse_message
+from search.documents import send_document
 from storage.db.models import (
     Change,
     Delivery,
@@ -22,6 +25,7 @@ from storage.db.models import (
     SendSchedule,
     User,
 )
+from storage.db.sqlite_driver import OneHopConnection
 from storage.db.types import utcnow
 from storage.outbox import Origin, submit
 from storage.queues import INCOMING, OUTGOING
@@ -140,6 +144,52 @@ async def test_concurrent_sends_each_commit_whole_and_a_failure_stays_alone(
         log = await _log(store, user)
         assert [c.seq for c in log] == list(range(1, 2 * sent + 1))
         assert [c.payload["mailbox"]["total"] for c in log[1::2]] == list(range(1, sent + 1))
+
+
+async def test_a_batch_waits_for_the_database_twice(
+    store: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each wait for an answer also waits for the busy event loop, so a batch of sends waits
+    only for the change log's bump (which reads the Sent mailboxes too) and the commit: on
+    SQLite two hand-offs to the connection's thread; on PostgreSQL, between BEGIN and COMMIT,
+    the bump and one statement for every table's rows (and, with the queue in the database,
+    its hints)."""
+    ann, bob = await _users(store, "ann@example.test", "bob@example.test")
+    hand_offs: list[str] = []
+    original = OneHopConnection._execute
+
+    async def counted(self: OneHopConnection, fn: Callable[..., Any], *args: Any) -> Any:
+        hand_offs.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args)
+
+    monkeypatch.setattr(OneHopConnection, "_execute", counted)
+    statements: list[str] = []
+
+    @event.listens_for(store.db.engine.sync_engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    async def send(user: User, n: int) -> RecordedSend:
+        raw = compose(f"#{n}", sender=user.address, to="dan@remote.test, eve@other.test")
+        return await submit(
+            store,
+            user,
+            raw,
+            recipients=["dan@remote.test", "eve@other.test"],
+            bcc=[],
+            index=send_document,
+        )
+
+    await asyncio.gather(*(send(ann if n % 2 else bob, n) for n in range(6)))
+
+    if store.db.engine.dialect.name == "sqlite":
+        assert hand_offs and hand_offs == ["_run", "_commit"] * (len(hand_offs) // 2)
+    else:
+        # the bump, the batch's rows (one statement), the table queue's hints
+        assert statements and statements == ["UPDATE", "WITH", "INSERT"] * (len(statements) // 3)
+    async with store.db.reader() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboundMessage)) == 6
+        assert await session.scalar(select(func.count()).select_from(SearchDocument)) == 6
 
 
 async def test_each_send_due_now_leaves_its_workers_a_hint(store: Storage) -> None:
