@@ -1,14 +1,16 @@
-"""Fixtures of the storage tests: a migrated storage per test (SQLite and PostgreSQL) and a
-Redis key prefix per test."""
+"""Fixtures of the storage tests: a migrated storage per test (SQLite and PostgreSQL), a
+Redis key prefix per test, and the hand-offs to SQLite connections' threads, counted."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from postroom.settings import Settings
+from storage.db.sqlite_driver import OneHopConnection
 from storage.registry import Storage
 from tests.support.redis import delete_prefix, require_redis, unique_prefix
 from tests.support.stores import migrated_storage
@@ -31,3 +33,19 @@ async def prefix() -> AsyncIterator[str]:
         yield chosen
     finally:
         await delete_prefix(chosen)
+
+
+@pytest.fixture
+def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every function sent to a connection's thread, in order."""
+    sent: list[str] = []
+    original = OneHopConnection._execute
+
+    async def counted(
+        self: OneHopConnection, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        sent.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(OneHopConnection, "_execute", counted)
+    return sent

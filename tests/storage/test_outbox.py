@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +24,6 @@ from storage.db.models import (
     SendSchedule,
     User,
 )
-from storage.db.sqlite_driver import OneHopConnection
 from storage.db.types import utcnow
 from storage.outbox import Origin, submit
 from storage.queues import INCOMING, OUTGOING
@@ -146,23 +144,14 @@ async def test_concurrent_sends_each_commit_whole_and_a_failure_stays_alone(
         assert [c.payload["mailbox"]["total"] for c in log[1::2]] == list(range(1, sent + 1))
 
 
-async def test_a_batch_waits_for_the_database_twice(
-    store: Storage, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_batch_waits_for_the_database_twice(store: Storage, hand_offs: list[str]) -> None:
     """Each wait for an answer also waits for the busy event loop, so a batch of sends waits
     only for the change log's bump (which reads the Sent mailboxes too) and the commit: on
     SQLite two hand-offs to the connection's thread; on PostgreSQL, between BEGIN and COMMIT,
     the bump and one statement for every table's rows (and, with the queue in the database,
     its hints)."""
     ann, bob = await _users(store, "ann@example.test", "bob@example.test")
-    hand_offs: list[str] = []
-    original = OneHopConnection._execute
-
-    async def counted(self: OneHopConnection, fn: Callable[..., Any], *args: Any) -> Any:
-        hand_offs.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args)
-
-    monkeypatch.setattr(OneHopConnection, "_execute", counted)
+    hand_offs.clear()  # the connection's setup
     statements: list[str] = []
 
     @event.listens_for(store.db.engine.sync_engine, "before_cursor_execute")

@@ -5,9 +5,8 @@ and the writer lock's timeout."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
@@ -29,20 +28,6 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         yield opened
     finally:
         await opened.close()
-
-
-@pytest.fixture
-def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The name of every function sent to a connection's thread, in order."""
-    sent: list[str] = []
-    original = OneHopConnection._execute
-
-    async def counted(self: OneHopConnection, fn: Callable[..., Any], *args: Any) -> Any:
-        sent.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args)
-
-    monkeypatch.setattr(OneHopConnection, "_execute", counted)
-    return sent
 
 
 async def test_a_select_is_one_hand_off_and_gives_every_row(
