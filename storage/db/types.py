@@ -40,12 +40,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         # SQLite stores the text SQLAlchemy's DATETIME writes ("2026-01-31 09:00:00.000000");
         # isoformat writes the same, in C, at a third of the cost of the two-step chain above
         # (a batch of sends binds a dozen datetimes a message).
+        # A batch binds the same ``now`` for every row's timestamps: the last one is kept
+        # (one tuple, read and replaced whole, so threads sharing the engine never mix them).
+        last: tuple[datetime | None, str | None] = (None, None)
+
         def text(value: datetime | None) -> str | None:
+            nonlocal last
             if value is None:
                 return None
+            seen, written = last
+            if value is seen:
+                return written
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTCDateTime column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            written = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last = (value, written)
+            return written
 
         return text
 

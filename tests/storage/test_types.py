@@ -30,6 +30,17 @@ def test_sqlite_text_is_what_sqlalchemys_datetime_writes(moment: datetime) -> No
     assert ours(moment) == theirs(moment.astimezone(UTC).replace(tzinfo=None))
 
 
+def test_one_processor_writes_each_moment_right_however_they_repeat() -> None:
+    """It keeps the last moment's text (a batch binds one ``now`` many times)."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    for moment in [*MOMENTS, MOMENTS[0], MOMENTS[0], None, MOMENTS[0], *reversed(MOMENTS)]:
+        expected = None if moment is None else theirs(moment.astimezone(UTC).replace(tzinfo=None))
+        assert ours(moment) == expected
+
+
 def test_a_naive_datetime_is_refused() -> None:
     process = UTCDateTime().bind_processor(sqlite.dialect())
     assert process is not None
