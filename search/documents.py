@@ -12,18 +12,16 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, cast
 
 import nh3
 from sqlalchemy import Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Insert
 
 from postroom.message import ParsedMessage
 from search.text import index_text
-from storage.db.bulk_insert import TableRows
+from storage.db.bulk_insert import TableRows, insert_all
 from storage.db.models import Attachment, Message, MessageContent, SearchDocument
 from storage.db.types import utcnow
 from storage.repositories.outbound import RecordedSend
@@ -149,35 +147,11 @@ async def stored_documents(session: AsyncSession, keys: list[str]) -> dict[str, 
     return documents
 
 
-_UPSERTS: dict[str, Insert] = {}
-
-
 _DOCUMENTS = cast(Table, SearchDocument.__table__)
 
 
-def _upsert(dialect: str) -> Insert:
-    """``INSERT ... ON CONFLICT (blob_key) DO UPDATE`` every column, built once per engine:
-    every send and every delivered message writes one, so it is compiled once, not each time."""
-    statement = _UPSERTS.get(dialect)
-    if statement is None:
-        table = _DOCUMENTS
-        insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        changed = ("version", "indexed_at", *FIELDS)
-        statement = _UPSERTS[dialect] = insert.on_conflict_do_update(
-            index_elements=["blob_key"], set_={name: insert.excluded[name] for name in changed}
-        )
-    return statement
-
-
 async def write_document(session: AsyncSession, blob_key: str, document: DocumentText) -> None:
-    values = {
-        "blob_key": blob_key,
-        "version": TEXT_VERSION,
-        "indexed_at": utcnow(),
-        **asdict(document),
-    }
-    connection = await session.connection()
-    await connection.execute(_upsert(connection.dialect.name), values)
+    await insert_all(await session.connection(), [_rows(blob_key, document)])
 
 
 async def index_parsed(session: AsyncSession, blob_key: str, parsed: ParsedMessage) -> None:
@@ -200,7 +174,11 @@ def send_document(blob_key: str, parsed: ParsedMessage) -> TableRows:
     transaction, so the Sent copy is searchable exactly when it exists. It comes from what the
     copy is filed from: reading the rows back would say the same at three queries a send.
     """
-    document = from_parsed(parsed)
+    return _rows(blob_key, from_parsed(parsed))
+
+
+def _rows(blob_key: str, document: DocumentText) -> TableRows:
+    """A document's row, replacing the one its content had (an upsert on ``blob_key``)."""
     row: dict[str, Any] = {"blob_key": blob_key, "version": TEXT_VERSION, "indexed_at": utcnow()}
     for name in FIELDS:
         row[name] = getattr(document, name)

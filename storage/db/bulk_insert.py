@@ -1,8 +1,8 @@
 """Rows for several tables written together: what a batch of sends inserts.
 
-A batch of sends inserts into up to ten tables. On PostgreSQL each statement is a round trip,
+A batch of sends inserts into a dozen tables. On PostgreSQL each statement is a round trip,
 and under load each round trip also waits for a busy event loop to take its answer (3 to 5 ms
-under the send benchmark): ten statements were most of a batch's time. :func:`insert_all`
+under the send benchmark): those statements were most of a batch's time. :func:`insert_all`
 makes them one statement there, a chain of data-modifying CTEs, each table's rows given as one
 JSON parameter and expanded by ``json_populate_recordset`` into the table's own row type::
 
@@ -36,10 +36,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, TextClause, bindparam, insert, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
+
+from storage.db.database import dialect_insert
 
 __all__ = ["TableRows", "insert_all"]
 
@@ -92,19 +93,14 @@ def _plain(dialect: str, batch: TableRows) -> Insert:
     statement = _PLAIN.get((dialect, shape))
     if statement is None:
         if batch.ignore_duplicates or batch.update_on_conflict:
-            dialect_insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-                batch.table
-            )
+            own: Any = dialect_insert(dialect, batch.table)
             if batch.update_on_conflict:
-                statement = dialect_insert.on_conflict_do_update(
+                statement = own.on_conflict_do_update(
                     index_elements=list(batch.update_on_conflict),
-                    set_={
-                        name: dialect_insert.excluded[name]
-                        for name in _updated(batch, tuple(batch.rows[0]))
-                    },
+                    set_={name: own.excluded[name] for name in _updated(batch, shape[1])},
                 )
             else:
-                statement = dialect_insert.on_conflict_do_nothing()
+                statement = own.on_conflict_do_nothing()
         else:
             statement = insert(batch.table)
         _PLAIN[(dialect, shape)] = statement

@@ -52,6 +52,11 @@ _INSERTS: dict[str, Callable[[Any], Insert]] = {
 }
 
 
+def dialect_insert(dialect: str, table: Any) -> Insert:
+    """The engine's own ``INSERT`` on ``table``: the one with ``on_conflict_do_*``."""
+    return _INSERTS[dialect](table)
+
+
 def insert_ignoring_duplicates(session: AsyncSession, model: Any) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING``, which both engines spell the same way."""
     insert = _INSERTS[session.get_bind().dialect.name]

@@ -172,7 +172,7 @@ class OneHopConnection(aiosqlite.Connection):
 
     async def commit(self) -> None:
         waiting = self._end_transaction()
-        if [sql for _many, sql, _parameters in waiting if not _may_wait(sql, False)]:
+        if any(not _may_wait(sql, False) for _many, sql, _parameters in waiting):
             hand_off = cast(Callable[..., Awaitable[None]], self._execute)
             await hand_off(_commit, self._conn, waiting)
         elif self._conn.in_transaction:

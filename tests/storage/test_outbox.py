@@ -63,6 +63,14 @@ def _new(user: User, raw: bytes, key: str, recipients: list[str]) -> NewSend:
     )
 
 
+async def _numbered(
+    store: Storage, user: User, n: int, to: list[str], **options: Any
+) -> RecordedSend:
+    """Send #n from ``user`` to ``to`` through the outbox, with ``submit``'s ``options``."""
+    raw = compose(f"#{n}", sender=user.address, to=", ".join(to))
+    return await submit(store, user, raw, recipients=to, bcc=[], **options)
+
+
 async def test_one_batch_records_every_send_as_alone(store: Storage) -> None:
     ann, bob, carl = await _users(
         store, "ann@example.test", "bob@example.test", "carl@example.test"
@@ -118,11 +126,8 @@ async def test_concurrent_sends_each_commit_whole_and_a_failure_stays_alone(
         raise Conflict("this one may not go")
 
     async def send(user: User, n: int) -> RecordedSend:
-        raw = compose(f"#{n}", sender=user.address, to="dan@remote.test")
         hook = refuse if n == 3 else None
-        return await submit(
-            store, user, raw, recipients=["dan@remote.test"], bcc=[], on_record=hook
-        )
+        return await _numbered(store, user, n, ["dan@remote.test"], on_record=hook)
 
     results = await asyncio.gather(
         *(send(ann if n % 2 else bob, n) for n in range(8)), return_exceptions=True
@@ -159,15 +164,8 @@ async def test_a_batch_waits_for_the_database_twice(store: Storage, hand_offs: l
         statements.append(statement.split(None, 1)[0].upper())
 
     async def send(user: User, n: int) -> RecordedSend:
-        raw = compose(f"#{n}", sender=user.address, to="dan@remote.test, eve@other.test")
-        return await submit(
-            store,
-            user,
-            raw,
-            recipients=["dan@remote.test", "eve@other.test"],
-            bcc=[],
-            index=send_document,
-        )
+        to = ["dan@remote.test", "eve@other.test"]
+        return await _numbered(store, user, n, to, index=send_document)
 
     await asyncio.gather(*(send(ann if n % 2 else bob, n) for n in range(6)))
 
@@ -191,15 +189,8 @@ async def test_each_send_due_now_leaves_its_workers_a_hint(store: Storage) -> No
         raise Conflict("this one may not go")
 
     async def send(n: int) -> RecordedSend:
-        raw = compose(f"#{n}", sender=ann.address, to="bob@example.test, dan@remote.test")
-        return await submit(
-            store,
-            ann,
-            raw,
-            recipients=["bob@example.test", "dan@remote.test"],
-            bcc=[],
-            on_record=refuse if n == 2 else None,
-        )
+        to = ["bob@example.test", "dan@remote.test"]
+        return await _numbered(store, ann, n, to, on_record=refuse if n == 2 else None)
 
     results = await asyncio.gather(*(send(n) for n in range(4)), return_exceptions=True)
     recorded = [r for r in results if isinstance(r, RecordedSend)]
