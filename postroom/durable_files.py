@@ -13,6 +13,10 @@ with the first fsync (all the files' creations, all the renames), so the later f
 little left to commit; files written one after another pay a journal commit or two each.
 Where ``syncfs`` is known to be enough (:mod:`postroom.filesystem_sync`), a batch asks for
 one flush before its renames and one after, whatever the number of files.
+
+:func:`sync_all` makes durable files that were created under their final names: the blob
+store's small blobs, whose names (their SHA-256) let a later writer tell a file cut short by
+a crash from a whole one, so they need no temporary name and one flush instead of two.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from postroom.filesystem_sync import sync_filesystem
 
-__all__ = ["write_all_durably", "write_durably"]
+__all__ = ["create_exclusive", "sync_all", "write_all_durably", "write_durably"]
 
 
 def write_durably(path: Path, data: bytes) -> None:
@@ -115,6 +119,73 @@ def write_all_durably(
     finally:
         for temp in temps:
             _discard(temp)
+    return errors
+
+
+def create_exclusive(path: str, data: bytes) -> None:
+    """Create ``path`` (and missing directories) holding ``data``, not yet durable
+    (:func:`sync_all`); FileExistsError if it is there already, and nothing is left behind
+    by a write that fails."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        os.makedirs(_parent(path), exist_ok=True)
+        fd = os.open(path, flags, 0o600)
+    try:
+        _write_all(fd, data)
+    except OSError:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+
+
+def sync_all(paths: Sequence[str], *, flush_together: bool = False) -> list[OSError | None]:
+    """Make files already written in place durable, with the directories above them (up to
+    three levels: a blob's ``ab/cd`` and the store's root); per path, ``None`` or the error.
+
+    For files created under their final names (the blob store's small blobs, whose names say
+    what they must hold). ``flush_together``: one ``syncfs`` for them all; if it reports an
+    error, or without it, each file is fsynced and each directory once.
+    """
+    if flush_together and paths:
+        try:
+            fd = os.open(_parent(paths[0]), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                sync_filesystem(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        else:
+            return [None] * len(paths)
+    errors: list[OSError | None] = [None] * len(paths)
+    synced: dict[str, OSError | None] = {}
+    """Each directory fsynced so far: ``None``, or the error its fsync gave."""
+    for index, path in enumerate(paths):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            errors[index] = exc
+            continue
+        directory = path
+        for _level in range(3):
+            directory = _parent(directory)
+            if directory not in synced:
+                try:
+                    _fsync_dir(directory)
+                    synced[directory] = None
+                except OSError as exc:
+                    synced[directory] = exc
+            errors[index] = errors[index] or synced[directory]
     return errors
 
 

@@ -1,9 +1,10 @@
-"""Blobs as files: puts that arrive together are written as one batch.
+"""Blobs as files: puts that arrive together are made durable as one batch.
 
-Concurrent puts share one thread call (``FileBlobStore._write``, ``write_all_durably``); what
-a caller sees must not change: every blob lands whole under its key, a blob that cannot be
-written fails its own caller only, and nothing temporary is left behind. The batches here are
-real: ``asyncio.gather`` submits every put before the writer first runs.
+Concurrent small puts share one ``syncfs`` (``FileBlobStore._write_in_place``, ``sync_all``),
+other puts one thread call (``FileBlobStore._write``, ``write_all_durably``); what a caller
+sees must not change: every blob lands whole under its key, a blob that cannot be written
+fails its own caller only, and nothing temporary is left behind. The batches here are real:
+``asyncio.gather`` submits every put before the writer first runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from postroom import durable_files
 from postroom.durable_files import write_all_durably, write_durably
 from postroom.filesystem_sync import flushes_together
-from storage.blobs.files import MAX_BATCH, FileBlobStore
+from storage.blobs.files import IN_PLACE, MAX_BATCH, FileBlobStore
 
 
 def _key(data: bytes) -> str:
@@ -263,16 +264,57 @@ def test_when_syncfs_reports_an_error_each_file_and_directory_is_fsynced(
         assert Path(path).read_bytes() == data
 
 
-async def test_the_store_flushes_a_batch_of_puts_together_on_a_local_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("size", "flushes"), [(20, 1), (IN_PLACE + 1, 2)])
+async def test_puts_made_together_on_a_local_disk_share_their_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, flushes: int
 ) -> None:
+    """Small blobs are created in place and share one flush; larger ones go by a temporary
+    file and a rename, with one flush before the renames and one after."""
     root = tmp_path / "blobs"
     assert flushes_together(str(tmp_path))  # ext4 or tmpfs on these machines
     blobs = FileBlobStore(root)
-    payloads = [f"message {n}\r\n".encode() for n in range(30)]
+    payloads = [f"message {n}\r\n".encode().ljust(size, b".") for n in range(30)]
     calls = _Calls(monkeypatch, syncfs_error=None)
 
     keys = await asyncio.gather(*(blobs.put(data) for data in payloads))
 
-    assert calls.fsync == 0 and calls.syncfs >= 2
+    assert (calls.syncfs, calls.fsync) == (flushes, 0)
     assert [await blobs.get(key) for key in keys] == payloads
+    assert _leftovers(root) == []
+
+
+async def test_when_syncfs_fails_each_small_blob_and_its_directories_are_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "blobs"
+    blobs = FileBlobStore(root)
+    payloads = [f"message {n}\r\n".encode() for n in range(5)]
+    calls = _Calls(monkeypatch, syncfs_error=errno.EIO)
+
+    keys = await asyncio.gather(*(blobs.put(data) for data in payloads))
+
+    paths = [_blob_path(root, key) for key in keys]
+    directories = {p.parent for p in paths} | {p.parent.parent for p in paths} | {root}
+    assert calls.syncfs == 1
+    assert calls.fsync == len(paths) + len(directories)
+    assert [p.read_bytes() for p in paths] == payloads
+
+
+@pytest.mark.parametrize("left", ["zeros", "a prefix"])
+async def test_a_small_blob_cut_short_by_a_crash_is_written_again(
+    tmp_path: Path, left: str
+) -> None:
+    """A crash between a small blob's creation and its flush can leave its name holding
+    less, or (on some filesystems) zeros of the right size; the next put of it repairs it."""
+    root = tmp_path / "blobs"
+    blobs = FileBlobStore(root)
+    data = b"a message whose first put never reached the disk"
+    path = _blob_path(root, _key(data))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(bytes(len(data)) if left == "zeros" else data[:10])
+
+    assert await blobs.put(data) == _key(data)
+
+    assert path.read_bytes() == data
+    assert await blobs.get(_key(data)) == data
+    assert _leftovers(root) == []
