@@ -17,13 +17,16 @@ __all__ = [
     "CurrentUser",
     "Store",
     "admin_user",
+    "bearer",
     "bearer_token",
     "change_seq_read",
     "current_user",
     "get_store",
 ]
 
-_bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token")
+bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token")
+"""The ``Authorization`` header's credentials, if any: a dependency, or awaited with the request
+by a route that resolves its user itself (``POST /send``)."""
 
 
 async def get_store(request: Request) -> Storage:
@@ -42,14 +45,14 @@ def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 
 async def bearer_token(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     return _token(credentials)
 
 
 async def current_user(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
     """The token's user, looked up on every request unless ``POSTROOM_TOKEN_CACHE_SECONDS`` lets
     this process trust a token it validated that recently (revocation elsewhere then takes up
