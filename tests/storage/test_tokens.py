@@ -38,11 +38,27 @@ async def test_the_user_is_built_again_only_when_its_row_changed(store: Storage)
     assert again.user is first.user  # the same row: the same shared, read-only object
 
     async with store.db.session() as session, session.begin():
-        await session.execute(update(User).where(User.id == ann.id).values(change_seq=3))
+        await session.execute(update(User).where(User.id == ann.id).values(is_admin=True))
     changed = await authenticate_recent(store.db.lone, secret)
-    assert changed.change_seq == 3
     assert changed.user is not first.user
-    assert (changed.user.change_seq, first.user.change_seq) == (3, 0)  # the old one untouched
+    assert (changed.user.is_admin, first.user.is_admin) == (True, False)  # the old untouched
+
+
+async def test_a_new_change_seq_is_answered_fresh_without_building_the_user_again(
+    store: Storage,
+) -> None:
+    """Every change the user makes moves ``change_seq``: the check answers the new value
+    beside the same object, whose own ``change_seq`` is the one it was built with."""
+    ann, secret = await _signed_in(store)
+    first = await authenticate_recent(store.db.lone, secret)
+
+    async with store.db.session() as session, session.begin():
+        await session.execute(update(User).where(User.id == ann.id).values(change_seq=3))
+    moved = await authenticate_recent(store.db.lone, secret)
+
+    assert (first.change_seq, moved.change_seq) == (0, 3)
+    assert moved.user is first.user
+    assert moved.user.change_seq == 0
 
 
 async def test_a_revoked_token_fails_its_next_check(store: Storage) -> None:
