@@ -82,6 +82,27 @@ def test_j_k_move_the_cursor_and_o_enter_u_open_and_close(page: Page, platform: 
     expect(page.get_by_role("heading", name=newest)).to_be_visible()
 
 
+_PRESS_R_WHEN_SHOWN = """(subject) => {
+  const observer = new MutationObserver(() => {
+    const shown = [...document.querySelectorAll("h2")].some((h) => h.textContent === subject);
+    if (!shown) return;
+    observer.disconnect();
+    document.body.dispatchEvent(new KeyboardEvent("keydown", { key: "r", bubbles: true }));
+  });
+  observer.observe(document.body, { childList: true, subtree: true, characterData: true });
+}"""
+"""Press r in the very moment the conversation's heading enters the page, before the browser has
+painted it or run anything else: the fastest a user could be."""
+
+
+def test_r_pressed_the_moment_a_message_shows_replies_to_it(page: Page, platform: Platform) -> None:
+    (subject,) = _seed(platform, BOB, 1)
+    sign_in(page, BOB)
+    page.evaluate(_PRESS_R_WHEN_SHOWN, subject)
+    row(page, subject).click()
+    expect(compose(page).get_by_label("Subject")).to_have_value(f"Re: {subject}")
+
+
 def test_r_a_f_c_open_compose_as_reply_reply_all_forward_and_new(
     page: Page, platform: Platform
 ) -> None:

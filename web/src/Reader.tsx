@@ -1,6 +1,6 @@
 // The conversation view: every message of the thread, oldest first. The one opened is
 // expanded with its actions and body; the others show a line each and expand on click.
-import { useEffect, useState } from "react";
+import { useEffect, useLayoutEffect, useState } from "react";
 import { ApiError, api, download } from "./api";
 import { displayName, fileSize, longDate } from "./format";
 import { MessageBody } from "./MessageBody";
@@ -54,7 +54,10 @@ export function Reader({ messageId, version, onAction, onExpanded, onLoaded, onB
   }, [messageId, version]);
 
   const current = details[expanded] ?? null;
-  useEffect(() => onExpanded(current), [current, onExpanded]);
+  // A layout effect, so the parent knows the message before the browser paints it: a key
+  // pressed as soon as the message shows (r, a, f) must find it, which a passive effect,
+  // run some time after the paint, did not promise.
+  useLayoutEffect(() => onExpanded(current), [current, onExpanded]);
 
   if (error) {
     return (
