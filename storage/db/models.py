@@ -101,6 +101,11 @@ class Mailbox(Base):
     name: Mapped[str] = mapped_column(String(255))
     role: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = _created()
+    # Kept by triggers on messages (migration 0016), so a loaded Mailbox's copy goes stale
+    # as soon as its messages change: read them with repositories.mail's count selects, which
+    # ask the database; an attribute access raises instead of answering an old count.
+    total: Mapped[int] = mapped_column(server_default="0", deferred=True, deferred_raiseload=True)
+    unread: Mapped[int] = mapped_column(server_default="0", deferred=True, deferred_raiseload=True)
 
 
 class Thread(Base):

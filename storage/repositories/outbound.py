@@ -26,8 +26,6 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
-    case,
-    func,
     literal_column,
     select,
     update,
@@ -140,23 +138,20 @@ def _bump_with_sent(dialect: str) -> Update:
     """The change log's ``change_seq`` bump for the senders (:func:`change_seq_bump`), also
     returning each one's Sent mailbox with its name, total and unread, read under the users'
     row locks in the same statement (one round trip, or one hand-off, for both; the counts
-    come from ``ix_messages_counts``)."""
+    are the mailbox's own columns, kept by triggers)."""
     statement = _BUMPS_WITH_SENT.get(dialect)
     if statement is None:
         # SQLAlchemy writes RETURNING's columns without their table, inside subqueries too,
         # where a bare "id" would be the mailbox's: the user's id is spelled out
         user_id: ColumnElement[str] = literal_column(f"{USERS.name}.id")
         sent = and_(_MAILBOXES.user_id == user_id, _MAILBOXES.role == "sent")
-        box = select(_MAILBOXES.id).where(sent).scalar_subquery()
-        mine = and_(_MESSAGES.user_id == user_id, _MESSAGES.mailbox_id == box)
-        unread = func.sum(case((_MESSAGES.seen.is_(False), 1), else_=0))
         statement = _BUMPS_WITH_SENT[dialect] = change_seq_bump(dialect).returning(
-            box,
-            select(_MAILBOXES.name).where(sent).scalar_subquery(),
-            select(func.count()).where(mine).scalar_subquery(),
-            select(unread).where(mine).scalar_subquery(),
+            *(select(column).where(sent).scalar_subquery() for column in _SENT_FIELDS)
         )
     return statement
+
+
+_SENT_FIELDS = (_MAILBOXES.id, _MAILBOXES.name, _MAILBOXES.total, _MAILBOXES.unread)
 
 
 _THREAD_BY_REFERENCE = (
