@@ -338,17 +338,19 @@ async def mailbox_counts(session: AsyncSession, user_id: str) -> list[tuple[Mail
     return [(mailbox, total, unread) for mailbox, total, unread in rows]
 
 
-async def _count(session: AsyncSession, user_id: str, mailbox_id: str) -> tuple[int, int]:
-    """Total and unread of one mailbox, read from the database (never a loaded Mailbox,
-    whose copy the triggers do not refresh)."""
-    total, unread = (
-        await session.execute(
-            select(Mailbox.total, Mailbox.unread).where(
-                Mailbox.id == mailbox_id, Mailbox.user_id == user_id
-            )
+async def _counts(
+    session: AsyncSession, user_id: str, mailbox_ids: list[str]
+) -> dict[str, tuple[int, int]]:
+    """Total and unread of each of these mailboxes, one select for all, read from the database
+    (never a loaded Mailbox, whose copy the triggers do not refresh)."""
+    if not mailbox_ids:
+        return {}
+    rows = await session.execute(
+        select(Mailbox.id, Mailbox.total, Mailbox.unread).where(
+            Mailbox.id.in_(mailbox_ids), Mailbox.user_id == user_id
         )
-    ).one()
-    return int(total), int(unread)
+    )
+    return {mailbox_id: (total, unread) for mailbox_id, total, unread in rows}
 
 
 async def record_mailbox_counts(
@@ -368,13 +370,11 @@ async def _counts_changes(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The ``mailbox.counts`` changes :func:`record_mailbox_counts` logs, for batching."""
     await session.flush()
-    seen: set[str] = set()
+    distinct = list({mailbox.id: mailbox for mailbox in mailboxes}.values())
+    counts = {} if deleted else await _counts(session, user_id, [m.id for m in distinct])
     changes: list[tuple[str, dict[str, Any]]] = []
-    for mailbox in mailboxes:
-        if mailbox.id in seen:
-            continue
-        seen.add(mailbox.id)
-        total, unread = (0, 0) if deleted else await _count(session, user_id, mailbox.id)
+    for mailbox in distinct:
+        total, unread = counts.get(mailbox.id, (0, 0))
         payload: dict[str, Any] = {
             "id": mailbox.id,
             "name": mailbox.name,
