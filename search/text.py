@@ -28,8 +28,13 @@ from dataclasses import dataclass
 __all__ = ["QueryTokens", "fold", "index_text", "is_cjk", "query_tokens", "tokens"]
 
 _WORD = re.compile(r"[^\W_]+")
-_ASCII_WORD = re.compile(r"[a-z0-9]+")
-"""``_WORD`` on lowercased ASCII text, a third faster: ASCII's word characters but ``_``."""
+_ASCII_TOKENS = bytes(
+    (c | 0x20 if chr(c).isalpha() else c) if c < 0x80 and chr(c).isalnum() else 0x20
+    for c in range(256)
+)
+"""``_WORD`` on lowercased ASCII text as one ``bytes.translate``: letters lowercased, digits
+kept, everything else (``_`` too) a space to split on. Three times as fast as a regex's
+``findall`` on a kilobyte of text (and every send and message indexes its body)."""
 _CJK_RANGES = (
     (0x1100, 0x11FF),  # Hangul Jamo
     (0x2E80, 0x2FDF),  # CJK radicals
@@ -101,7 +106,7 @@ def _split_cjk(word: str) -> list[str]:
 def tokens(text: str) -> list[str]:
     """The index tokens of ``text``, in order."""
     if text.isascii():  # no CJK to split, nothing to fold but case: most mail, at C speed
-        return _ASCII_WORD.findall(text.lower())
+        return text.encode("ascii").translate(_ASCII_TOKENS).decode("ascii").split()
     out: list[str] = []
     for word in _WORD.findall(fold(text)):
         out.extend(_split_cjk(word))
@@ -110,6 +115,8 @@ def tokens(text: str) -> list[str]:
 
 def index_text(text: str) -> str:
     """What an engine indexes: the tokens joined by single spaces."""
+    if text.isascii():  # tokens() without a str a token
+        return b" ".join(text.encode("ascii").translate(_ASCII_TOKENS).split()).decode("ascii")
     return " ".join(tokens(text))
 
 

@@ -86,3 +86,11 @@ def test_ascii_text_tokenises_as_any_other_text(text: str) -> None:
     """ASCII text takes a shorter path; a non-ASCII word after it sends the same text down
     the general one (folding, CJK splitting), which must give the same tokens."""
     assert tokens(text + " é") == [*tokens(text), "e"]
+    assert index_text(text + " é") == " ".join([*tokens(text), "e"])
+    assert index_text(text) == " ".join(tokens(text))
+
+
+@given(st.text(st.characters(max_codepoint=0x7F)))
+def test_every_ascii_character_splits_and_folds_as_in_the_general_path(text: str) -> None:
+    assert tokens(text + " é") == [*tokens(text), "e"]
+    assert index_text(text) == " ".join(tokens(text))
